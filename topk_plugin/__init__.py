@@ -1,0 +1,31 @@
+"""topk-plugin: spatial Top-K activation sparsity for any PyTorch CNN.
+
+Li, Wen, Li, Lee, "Emergence of Shape Bias in Convolutional Neural Networks
+through Activation Sparsity", NeurIPS 2023.
+"""
+from . import functional
+from .functional import spatial_topk
+from .layers import LayerInfo, UnknownLayerError, format_table, list_layers
+from .modules import TopK
+from .summary import SparsityRow, sparsity_summary
+from .surgery import NotATensorError, sparsified, sparsified_layers, sparsify, unsparsify
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "functional",
+    "spatial_topk",
+    "TopK",
+    "sparsify",
+    "unsparsify",
+    "sparsified",
+    "sparsified_layers",
+    "list_layers",
+    "sparsity_summary",
+    "format_table",
+    "LayerInfo",
+    "SparsityRow",
+    "UnknownLayerError",
+    "NotATensorError",
+    "__version__",
+]

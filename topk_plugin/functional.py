@@ -1,0 +1,238 @@
+"""The pure spatial Top-K operation (SPEC section 1), free of any nn.Module state.
+
+``spatial_topk`` keeps, per sample and per channel, the K entries that rank
+highest over all spatial positions (or tokens) and zeroes the rest.
+
+Semantics, in one place:
+
+* **K**: a float ``f`` in (0, 1] is a fraction, ``K = max(1, floor(f * L))`` with
+  ``L`` the number of positions per channel (the authors' rule). ``f`` is taken
+  as the decimal it is written as, so ``0.29 * 100`` gives 29, not the 28 that
+  binary rounding would give. An ``int`` k >= 1 is a count, capped at ``L``.
+  Note ``1.0`` (all positions) and ``1`` (one position) differ on purpose.
+* **Ranking**: by ``|x|`` (``rank_by="abs"``, the paper) or by signed value
+  (``rank_by="value"``, the authors' GAN code).
+* **Ties** (``ties="exact"``, default): exactly K entries are kept; among entries
+  equal to the K-th ranked value the ones with the lowest flat spatial index
+  win, so results never depend on the device or the sort algorithm.
+  ``ties="threshold"`` is the paper's Eq. 1: every entry ranking at least as high
+  as the K-th one is kept, which can keep more than K.
+* **NaN and inf**: NaN ranks above every number (as in ``torch.topk`` and
+  ``torch.sort``), so NaNs are always kept first and propagate instead of being
+  silently zeroed; ``-0.0`` and ``+0.0`` rank equal. ``+-inf`` rank by their
+  value (``|x|`` ranks both at the top). In ``mode="mean"`` a kept NaN or
+  infinities of both signs make that channel's mean NaN.
+* **Modes**: ``mode="keep"`` keeps the selected values; ``mode="mean"`` (the
+  paper's mean replacement) writes the mean of the selected values of that
+  channel into every selected position. ``invert=True`` selects the complement
+  (every entry except the Top-K), then applies the mode.
+* **Gradient**: in ``keep`` mode selected entries pass the gradient unchanged
+  and the others get 0 (no straight-through). In ``mean`` mode the gradient is
+  that of the mean. Only a bool mask is saved for backward.
+* **Layout**: ``(n, c, *spatial)`` with 1 to 3 spatial dims (``channel_dim=1``),
+  or channel-last token tensors ``(n, tokens, c)`` (``channel_dim=-1``, for
+  ViT-style models). Any device, float16/bfloat16/float32/float64, contiguous or
+  channels_last; the output keeps the input's memory format.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from fractions import Fraction
+
+import torch
+
+__all__ = ["spatial_topk", "resolve_k", "topk_mask", "validate_k", "check_options", "TIES", "MODES", "RANK_BY"]
+
+TIES = ("exact", "threshold")
+MODES = ("keep", "mean")
+RANK_BY = ("abs", "value")
+
+# Same-width integer views whose order matches the float order (see _rank_keys).
+_INT_VIEW = {
+    torch.float16: torch.int16,
+    torch.bfloat16: torch.int16,
+    torch.float32: torch.int32,
+    torch.float64: torch.int64,
+}
+# The key of +inf under |x| ranking; every NaN's key lies above it.
+_INF_KEY = {
+    dtype: torch.tensor(float("inf"), dtype=dtype).view(int_dtype).item()
+    for dtype, int_dtype in _INT_VIEW.items()
+}
+
+
+def validate_k(k) -> None:
+    """Raise a clear error unless ``k`` is a fraction in (0, 1] or an int count >= 1."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Real):
+        raise TypeError(
+            f"k must be a float fraction in (0, 1] or an int count >= 1, got {k!r} "
+            f"of type {type(k).__name__}"
+        )
+    if isinstance(k, numbers.Integral):
+        if k < 1:
+            raise ValueError(
+                f"k={k} is not a valid count: an int k must be >= 1 "
+                "(pass a float such as 0.1 for a fraction of the positions)"
+            )
+        return
+    f = float(k)
+    if not (0.0 < f <= 1.0):  # also rejects NaN
+        hint = (
+            f"; for a count of {int(f)} positions pass the int {int(f)}"
+            if f > 1 and f.is_integer()
+            else ""
+        )
+        raise ValueError(
+            f"k={k!r} is not a valid fraction: a float k must lie in (0, 1] "
+            f"(1.0 keeps everything){hint}; non-integer counts are not allowed"
+        )
+
+
+def resolve_k(k, positions: int) -> int:
+    """The number K of entries kept out of ``positions`` per (sample, channel)."""
+    validate_k(k)
+    if positions < 1:
+        raise ValueError(f"cannot select from {positions} positions")
+    if isinstance(k, numbers.Integral):
+        return min(int(k), positions)
+    exact = Fraction(repr(float(k))) * positions  # the decimal as written
+    return max(1, min(positions, math.floor(exact)))
+
+
+def check_options(ties: str, mode: str, rank_by: str) -> None:
+    """Raise a clear error for an unknown ``ties``, ``mode`` or ``rank_by``."""
+    for name, value, allowed in (("ties", ties, TIES), ("mode", mode, MODES), ("rank_by", rank_by, RANK_BY)):
+        if value not in allowed:
+            raise ValueError(f"{name}={value!r} is not one of {', '.join(map(repr, allowed))}")
+
+
+def _rows(x: torch.Tensor, channel_dim: int):
+    """A 3-D view of ``x`` with positions on one axis, plus the inverse map.
+
+    Returns ``(rows, dim, unflatten)``: ``rows`` is ``(n, L, c)`` (``dim=1``) when
+    the channels are the innermost axis in memory (channels_last, token tensors)
+    and ``(n, c, L)`` (``dim=2``) otherwise, so no copy is made for the usual
+    layouts; ``unflatten`` maps a tensor shaped like ``rows`` back to ``x``'s
+    shape with ``x``'s strides.
+    """
+    c_dim = channel_dim % x.ndim
+    last = x.movedim(c_dim, -1)
+    if last.is_contiguous():
+        n, c = last.shape[0], last.shape[-1]
+        rows = last.reshape(n, -1, c)
+        return rows, 1, lambda t: t.reshape(last.shape).movedim(-1, c_dim)
+    first = x.movedim(c_dim, 1)
+    n, c = first.shape[0], first.shape[1]
+    rows = first.reshape(n, c, -1)
+    return rows, 2, lambda t: t.reshape(first.shape).movedim(1, c_dim)
+
+
+def _rank_keys(rows: torch.Tensor, rank_by: str) -> torch.Tensor:
+    """Integers ordered exactly like the ranking, with every NaN as the maximum.
+
+    An IEEE float's bit pattern, read as a signed int, is ordered like the float
+    for non-negative values; flipping the magnitude bits of negative values
+    makes the whole line monotone. Integer keys give exact ties and a total order
+    that does not depend on the backend's float comparisons.
+    """
+    int_dtype = _INT_VIEW[rows.dtype]
+    bits = torch.iinfo(int_dtype).bits
+    magnitude = (1 << (bits - 1)) - 1  # all bits but the sign
+    nan_key = torch.iinfo(int_dtype).max
+    if rank_by == "abs":
+        keys = rows.abs().view(int_dtype)  # sign cleared; every NaN is above inf
+        return keys.clamp_max(_INF_KEY[rows.dtype] + 1)  # all NaN payloads tie
+    canon = rows + 0.0  # -0.0 + 0.0 == +0.0: the two zeros tie
+    keys = canon.view(int_dtype)
+    keys = keys ^ ((keys >> (bits - 1)) & magnitude)
+    return keys.masked_fill(torch.isnan(rows), nan_key)
+
+
+def topk_mask(
+    x: torch.Tensor, k, *, ties: str = "exact", rank_by: str = "abs", channel_dim: int = 1
+) -> torch.Tensor:
+    """Bool mask of the Top-K entries of ``x`` per (sample, channel); see module doc."""
+    _check_input(x, channel_dim)
+    check_options(ties, "keep", rank_by)
+    rows, dim, unflatten = _rows(x, channel_dim)
+    return unflatten(_row_mask(rows, dim, resolve_k(k, rows.shape[dim]), ties, rank_by))
+
+
+def _row_mask(rows: torch.Tensor, dim: int, kk: int, ties: str, rank_by: str) -> torch.Tensor:
+    positions = rows.shape[dim]
+    if kk >= positions:
+        return torch.ones_like(rows, dtype=torch.bool)
+    with torch.no_grad():
+        keys = _rank_keys(rows.detach(), rank_by)
+        # K-th largest == (L - K + 1)-th smallest; kthvalue is a linear-time select.
+        kth = torch.kthvalue(keys, positions - kk + 1, dim=dim, keepdim=True).values
+        if ties == "threshold":
+            return keys >= kth
+        above = keys > kth
+        missing = kk - above.sum(dim=dim, keepdim=True)
+        at = keys == kth
+        return above | (at & (at.cumsum(dim=dim) <= missing))
+
+
+def _check_input(x: torch.Tensor, channel_dim: int) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"spatial_topk expects a torch.Tensor, got {type(x).__name__}")
+    if not 3 <= x.ndim <= 5:
+        raise ValueError(
+            f"spatial_topk expects a 3-D to 5-D tensor (n, c, *spatial) or (n, tokens, c), "
+            f"got shape {tuple(x.shape)} ({x.ndim}-D). A 2-D output (e.g. of a Linear "
+            "layer) has no spatial positions: apply Top-K to an earlier layer."
+        )
+    if x.dtype not in _INT_VIEW:
+        raise TypeError(
+            f"spatial_topk expects a floating tensor (float16, bfloat16, float32, float64), "
+            f"got {x.dtype}"
+        )
+    if not -x.ndim <= channel_dim < x.ndim or channel_dim % x.ndim == 0:
+        raise ValueError(
+            f"channel_dim={channel_dim} is invalid for a {x.ndim}-D tensor: use 1 for "
+            "(n, c, *spatial) or -1 for (n, tokens, c); dim 0 is the batch"
+        )
+
+
+def spatial_topk(
+    x: torch.Tensor,
+    k,
+    *,
+    ties: str = "exact",
+    mode: str = "keep",
+    rank_by: str = "abs",
+    invert: bool = False,
+    channel_dim: int = 1,
+) -> torch.Tensor:
+    """Keep the Top-K entries of ``x`` per sample and channel over all positions.
+
+    Args:
+        x: ``(n, c, *spatial)`` (1 to 3 spatial dims) or ``(n, tokens, c)`` with
+            ``channel_dim=-1``.
+        k: fraction in (0, 1] or int count >= 1 (see the module docstring).
+        ties: ``"exact"`` (K entries, lowest index wins ties) or ``"threshold"``.
+        mode: ``"keep"`` or ``"mean"`` (mean replacement).
+        rank_by: ``"abs"`` or ``"value"``.
+        invert: select every entry except the Top-K ones.
+        channel_dim: the channel axis, 1 or -1.
+
+    Returns a tensor of ``x``'s shape, dtype, device and memory format.
+    """
+    _check_input(x, channel_dim)
+    check_options(ties, mode, rank_by)
+    rows, dim, unflatten = _rows(x, channel_dim)
+    kk = resolve_k(k, rows.shape[dim])
+    if kk >= rows.shape[dim] and mode == "keep" and not invert:
+        return x  # K covers every position: the identity
+    mask = _row_mask(rows, dim, kk, ties, rank_by)
+    if invert:
+        mask = ~mask
+    if mode == "keep":
+        return torch.where(unflatten(mask), x, 0.0)
+    acc = torch.float64 if rows.dtype == torch.float64 else torch.float32
+    total = torch.where(mask, rows, 0.0).sum(dim=dim, keepdim=True, dtype=acc)
+    count = mask.sum(dim=dim, keepdim=True).clamp_min(1)
+    mean = (total / count).to(rows.dtype)
+    return unflatten(torch.where(mask, mean, 0.0))

@@ -1,0 +1,67 @@
+"""What Top-K actually does in a sparsified model: K and the achieved sparsity per layer."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .functional import resolve_k
+from .surgery import sparsified_layers
+
+__all__ = ["SparsityRow", "sparsity_summary"]
+
+
+@dataclass(frozen=True)
+class SparsityRow:
+    """One sparsified layer after a forward pass on an example input."""
+
+    layer: str
+    k: object
+    K: int | None
+    positions: int | None
+    output_shape: tuple | None
+    nonzero_fraction: float | None
+    calls: int
+
+    @property
+    def sparsity(self) -> float | None:
+        return None if self.nonzero_fraction is None else 1.0 - self.nonzero_fraction
+
+
+def sparsity_summary(model: nn.Module, example_input) -> list[SparsityRow]:
+    """Run ``example_input`` once and report, per sparsified layer, K and the
+    fraction of nonzero outputs (over all calls of that layer).
+
+    ``nonzero_fraction`` is at most ``K / positions`` and lower when fewer than
+    K entries of a channel are nonzero (e.g. after a ReLU).
+    """
+    layers = sparsified_layers(model)
+    modules = dict(model.named_modules())
+    stats: dict[str, list] = {name: [] for name in layers}
+    handles = []
+    for name, topk in layers.items():
+        def record(_m, _inputs, output, name=name, topk=topk):
+            if isinstance(output, torch.Tensor):
+                c_dim = topk.channel_dim % output.ndim
+                positions = output.numel() // (output.shape[0] * output.shape[c_dim])
+                stats[name].append((tuple(output.shape), positions, int(output.count_nonzero()), output.numel()))
+
+        handles.append(modules[name].register_forward_hook(record))  # runs after Top-K
+    args = example_input if isinstance(example_input, tuple) else (example_input,)
+    try:
+        with torch.no_grad():
+            model(*args)
+    finally:
+        for handle in handles:
+            handle.remove()
+    rows = []
+    for name, topk in layers.items():
+        calls = stats[name]
+        if not calls:
+            rows.append(SparsityRow(name, topk.k, None, None, None, None, 0))
+            continue
+        shape, positions = calls[-1][0], calls[-1][1]
+        nonzero = sum(c[2] for c in calls) / sum(c[3] for c in calls)
+        rows.append(SparsityRow(name, topk.k, resolve_k(topk.k, positions), positions, shape, nonzero, len(calls)))
+    return rows

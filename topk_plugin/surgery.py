@@ -1,0 +1,222 @@
+"""Putting Top-K after chosen layers of an existing model, and taking it out again.
+
+Two methods, both leaving ``state_dict()`` keys untouched (``TopK`` has no
+parameters or buffers), so pretrained weights load before or after:
+
+* ``method="module"``: the layer gets a visible ``TopK`` child named ``topk``
+  and its class is swapped for a subclass whose ``forward`` ends with that
+  child (the technique ``torch.nn.utils.parametrize`` uses). It shows in
+  ``print(model)``, is part of ``forward`` (so FX, ``torch.export`` and
+  ``torch.compile`` see it), and survives ``deepcopy`` and ``torch.save``.
+* ``method="hook"``: a forward hook applies a ``TopK``; nothing is added to
+  the module tree. Hooks also pickle and deepcopy; FX symbolic tracing skips
+  hooks, so prefer ``"module"`` for FX-based tools.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from .layers import resolve_layers
+from .modules import TopK
+
+__all__ = ["sparsify", "unsparsify", "sparsified", "sparsified_layers", "METHODS"]
+
+METHODS = ("module", "hook")
+CHILD_NAME = "topk"
+
+
+class NotATensorError(TypeError):
+    """A sparsified layer returned something other than a single tensor."""
+
+
+def _checked(module: nn.Module, output) -> torch.Tensor:
+    if not isinstance(output, torch.Tensor):
+        raise NotATensorError(
+            f"Top-K cannot follow {type(module).__name__}: its output is a "
+            f"{type(output).__name__}, not a single tensor. Choose a layer whose "
+            "output is one (n, c, *spatial) tensor (see topk_plugin.list_layers(model, x))."
+        )
+    return output
+
+
+# --- method="module": class swap --------------------------------------------------
+
+_SPARSE_CLASSES: dict[type, type] = {}
+
+
+def _sparse_forward(self, *args, **kwargs):
+    output = self._topk_plugin_base.forward(self, *args, **kwargs)
+    return getattr(self, CHILD_NAME)(_checked(self, output))
+
+
+def _rebuild(base: type) -> nn.Module:
+    """Unpickling/deepcopy entry point: an empty instance of the swapped class."""
+    return object.__new__(_sparse_class(base))
+
+
+def _reduce_ex(self, protocol):
+    return _rebuild, (self._topk_plugin_base,), self.__getstate__()
+
+
+def _sparse_class(base: type) -> type:
+    """The cached subclass of ``base`` whose forward applies the ``topk`` child."""
+    if base not in _SPARSE_CLASSES:
+        _SPARSE_CLASSES[base] = type(
+            base.__name__,
+            (base,),
+            {
+                "forward": _sparse_forward,
+                "__reduce_ex__": _reduce_ex,
+                "_topk_plugin_base": base,
+                "__module__": base.__module__,
+                "__qualname__": base.__qualname__,
+                "__doc__": base.__doc__,
+            },
+        )
+    return _SPARSE_CLASSES[base]
+
+
+def _is_swapped(module: nn.Module) -> bool:
+    return "_topk_plugin_base" in type(module).__dict__
+
+
+# --- method="hook" ----------------------------------------------------------------
+
+
+class _TopKHook:
+    """Picklable forward hook holding its TopK; found again by type on removal."""
+
+    def __init__(self, topk: TopK):
+        self.topk = topk
+
+    def __call__(self, module, inputs, output):
+        return self.topk(_checked(module, output))
+
+    def __repr__(self) -> str:
+        return f"_TopKHook({self.topk!r})"
+
+
+def _hook_keys(module: nn.Module) -> list[int]:
+    return [key for key, hook in module._forward_hooks.items() if isinstance(hook, _TopKHook)]
+
+
+# --- public API -------------------------------------------------------------------
+
+
+def sparsified_layers(model: nn.Module) -> dict[str, TopK]:
+    """``{layer name: TopK}`` for every layer of ``model`` that has Top-K applied."""
+    found = {}
+    for name, module in model.named_modules():
+        if _is_swapped(module):
+            found[name] = getattr(module, CHILD_NAME)
+        for key in _hook_keys(module):
+            found[name] = module._forward_hooks[key].topk
+    return found
+
+
+def _make_topk(layer_k, options: dict) -> TopK:
+    if isinstance(layer_k, TopK):
+        return TopK(**layer_k.options())
+    if isinstance(layer_k, Mapping):
+        return TopK(**{**options, **layer_k})
+    return TopK(layer_k, **options)
+
+
+def sparsify(
+    model: nn.Module,
+    layers,
+    k=None,
+    *,
+    method: str = "module",
+    ties: str = "exact",
+    mode: str = "keep",
+    rank_by: str = "abs",
+    invert: bool = False,
+    channel_dim: int = 1,
+) -> nn.Module:
+    """Apply spatial Top-K to the output of each selected layer, in place.
+
+    Args:
+        model: any ``nn.Module`` (timm, torchvision, your own).
+        layers: a module name, a glob pattern (``"features.*"``), an
+            ``nn.Module`` subclass, a list of these, or a dict mapping each of
+            these to its own k (or to a dict of ``TopK`` options).
+        k: fraction in (0, 1] or int count, for layers without their own.
+        method: ``"module"`` (visible ``TopK`` children) or ``"hook"``.
+        ties, mode, rank_by, invert, channel_dim: see
+            :func:`topk_plugin.functional.spatial_topk`.
+
+    Returns ``model`` itself. Undo with :func:`unsparsify`. A module reached
+    several times in one forward (e.g. a shared ReLU) is sparsified at each call.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method={method!r} is not one of {', '.join(map(repr, METHODS))}")
+    options = dict(ties=ties, mode=mode, rank_by=rank_by, invert=invert, channel_dim=channel_dim)
+    chosen = resolve_layers(model, layers, k)
+    modules = dict(model.named_modules())
+    already = sparsified_layers(model)
+    topks = {}
+    for name, layer_k in chosen.items():  # validate everything before touching the model
+        if name in already:
+            raise ValueError(f"layer {name!r} is already sparsified ({already[name]!r}); call unsparsify first")
+        if method == "module" and CHILD_NAME in modules[name]._modules:
+            raise ValueError(f"layer {name!r} already has a child named {CHILD_NAME!r}; use method='hook'")
+        topks[name] = _make_topk(layer_k, options)
+    for name, topk in topks.items():
+        module = modules[name]
+        if method == "module":
+            module.add_module(CHILD_NAME, topk)
+            module.__class__ = _sparse_class(type(module))
+        else:
+            module.register_forward_hook(_TopKHook(topk))
+    return model
+
+
+def unsparsify(model: nn.Module, layers=None) -> nn.Module:
+    """Remove Top-K from ``layers`` (default: every sparsified layer), in place.
+
+    The model is then the original one: same classes, children, hooks and
+    outputs bit for bit.
+    """
+    present = sparsified_layers(model)
+    if layers is None:
+        names = list(present)
+    else:
+        selectors = [layers] if isinstance(layers, (str, type)) else list(layers)
+        names = []
+        for selector in selectors:
+            matched = [n for n in resolve_layers(model, [selector], k=1) if n in present]
+            if not matched:
+                raise ValueError(
+                    f"{selector!r} selects no sparsified layer; sparsified layers: {list(present)}"
+                )
+            names += matched
+    modules = dict(model.named_modules())
+    for name in dict.fromkeys(names):
+        module = modules[name]
+        if _is_swapped(module):
+            module.__class__ = module._topk_plugin_base
+            del module._modules[CHILD_NAME]
+        for key in _hook_keys(module):
+            del module._forward_hooks[key]
+    return model
+
+
+@contextlib.contextmanager
+def sparsified(model: nn.Module, layers, k=None, *, method: str = "hook", **options):
+    """Context manager: Top-K on ``layers`` inside the block, the dense model after.
+
+    >>> with sparsified(model, ["features.2", "features.5"], 0.1):
+    ...     logits = model(images)
+    """
+    before = set(sparsified_layers(model))
+    sparsify(model, layers, k, method=method, **options)
+    added = [name for name in sparsified_layers(model) if name not in before]
+    try:
+        yield model
+    finally:
+        unsparsify(model, added)
