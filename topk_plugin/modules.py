@@ -1,9 +1,14 @@
 """``TopK``: the thin ``nn.Module`` around :func:`topk_plugin.functional.spatial_topk`."""
 from __future__ import annotations
 
+import torch.fx
 from torch import nn
 
 from .functional import check_options, spatial_topk, validate_k
+
+# FX symbolic tracing (torchvision's feature extraction, timm's FX features) then
+# records one spatial_topk call instead of failing on shape arithmetic.
+torch.fx.wrap("spatial_topk")
 
 __all__ = ["TopK"]
 

@@ -15,9 +15,12 @@ parameters or buffers), so pretrained weights load before or after:
 from __future__ import annotations
 
 import contextlib
+import operator
+from collections import OrderedDict
 from collections.abc import Mapping
 
 import torch
+import torch.fx
 from torch import nn
 
 from .layers import resolve_layers
@@ -34,7 +37,7 @@ class NotATensorError(TypeError):
 
 
 def _checked(module: nn.Module, output) -> torch.Tensor:
-    if not isinstance(output, torch.Tensor):
+    if not isinstance(output, (torch.Tensor, torch.fx.Proxy)):  # Proxy: FX tracing
         raise NotATensorError(
             f"Top-K cannot follow {type(module).__name__}: its output is a "
             f"{type(output).__name__}, not a single tensor. Choose a layer whose "
@@ -62,21 +65,44 @@ def _reduce_ex(self, protocol):
     return _rebuild, (self._topk_plugin_base,), self.__getstate__()
 
 
+def _members(self) -> list:
+    return [(name, m) for name, m in self._modules.items() if name != CHILD_NAME]
+
+
+def _seq_iter(self):
+    return iter([m for _, m in _members(self)])
+
+
+def _seq_len(self) -> int:
+    return len(_members(self))
+
+
+def _seq_getitem(self, idx):
+    members = _members(self)
+    if isinstance(idx, slice):
+        return self._topk_plugin_base(OrderedDict(members[idx]))
+    return members[operator.index(idx)][1]
+
+
+# nn.Sequential.forward runs ``for module in self``: hide the topk child from
+# iteration, len() and indexing so it runs once, after the sequence.
+_SEQUENTIAL_VIEW = {"__iter__": _seq_iter, "__len__": _seq_len, "__getitem__": _seq_getitem}
+
+
 def _sparse_class(base: type) -> type:
     """The cached subclass of ``base`` whose forward applies the ``topk`` child."""
     if base not in _SPARSE_CLASSES:
-        _SPARSE_CLASSES[base] = type(
-            base.__name__,
-            (base,),
-            {
-                "forward": _sparse_forward,
-                "__reduce_ex__": _reduce_ex,
-                "_topk_plugin_base": base,
-                "__module__": base.__module__,
-                "__qualname__": base.__qualname__,
-                "__doc__": base.__doc__,
-            },
-        )
+        namespace = {
+            "forward": _sparse_forward,
+            "__reduce_ex__": _reduce_ex,
+            "_topk_plugin_base": base,
+            "__module__": base.__module__,
+            "__qualname__": base.__qualname__,
+            "__doc__": base.__doc__,
+        }
+        if issubclass(base, nn.Sequential):
+            namespace.update(_SEQUENTIAL_VIEW)
+        _SPARSE_CLASSES[base] = type(base.__name__, (base,), namespace)
     return _SPARSE_CLASSES[base]
 
 

@@ -1,0 +1,24 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))  # for `reference`
+
+torch.set_num_threads(1)  # pytest-xdist runs one worker per core
+
+SHARED = Path(os.environ.get("TOPK_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"shared data folder not found at {SHARED} (set TOPK_SHARED)")
+    return SHARED
+
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("default", deadline=None, max_examples=150, derandomize=False)
+settings.load_profile("default")
