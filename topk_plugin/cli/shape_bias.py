@@ -1,0 +1,139 @@
+"""``topk-plugin shape-bias``: shape bias of a model (dense and with Top-K) or of CSV files."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from .._io import atomic_write_json, json_safe
+from ..shape_bias.metrics import ShapeBiasResult, shape_bias
+from ..shape_bias.mvh_csv import read_trials, write_trials
+
+HELP = "measure shape bias on the cue-conflict stimuli (SPEC section 3)"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("shape-bias", help=HELP, description=HELP)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="timm or torchvision model name (e.g. tf_efficientnet_lite0)")
+    src.add_argument("--csv", nargs="+", metavar="FILE", help="score existing model-vs-human CSVs, pooled")
+    p.add_argument("--name", help="name for the pooled CSV result (default: from the file names)")
+    p.add_argument("--weights", metavar="FILE", help="local state dict for --model (offline)")
+    p.add_argument("--layers", nargs="+", metavar="NAME", help="layers to sparsify (default: the registry's placement)")
+    p.add_argument("--topk", nargs="+", type=float, default=[0.0, 0.1], metavar="F",
+                   help="Top-K fractions to evaluate; 0 means dense (default: 0 0.1)")
+    p.add_argument("--data", metavar="DIR", help="cue-conflict folder (default: $TOPK_PLUGIN_CUE_CONFLICT, cache, download)")
+    p.add_argument("--humans", nargs="+", metavar="CSV", help="human CSVs for the plot's reference")
+    p.add_argument("--out", metavar="DIR", default="shape-bias-results", help="output folder")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=2, help="image decoding processes")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+    p.set_defaults(run=run)
+
+
+def _row(result: ShapeBiasResult, topk, seconds: float, **extra) -> dict:
+    return {
+        "name": result.name,
+        "topk": topk,
+        "shape_bias": result.shape_bias,
+        "shape_or_texture": result.shape_or_texture,
+        "accuracy": result.accuracy,
+        "per_category": result.per_category,
+        "n_images": result.n_images,
+        "seconds": seconds,
+        "shape_hits": result.shape_hits,
+        "texture_hits": result.texture_hits,
+        "near_chance": result.near_chance,
+        **extra,
+    }
+
+
+def _table(rows: list[dict]) -> str:
+    lines = [f"{'name':<36} {'topk':>5} {'shape_bias':>10} {'shape|tex':>9} {'accuracy':>8} {'seconds':>8}"]
+    for r in rows:
+        topk = "-" if r["topk"] is None else f"{r['topk']:g}"
+        flag = "  near chance" if r["near_chance"] else ""
+        lines.append(
+            f"{r['name']:<36} {topk:>5} {r['shape_bias']:>10.4f} {r['shape_or_texture']:>9.3f} "
+            f"{r['accuracy']:>8.3f} {r['seconds']:>8.1f}{flag}"
+        )
+    return "\n".join(lines)
+
+
+def _csv_name(files: list[str]) -> str:
+    stems = [Path(f).stem.removeprefix("cue-conflict_").removesuffix("_session-1").removesuffix("_session_1") for f in files]
+    return stems[0] if len(stems) == 1 else f"{len(stems)} pooled"
+
+
+def _from_csv(args) -> list[dict]:
+    start = time.perf_counter()
+    trials = [t for f in args.csv for t in read_trials(f)]
+    result = shape_bias(trials, args.name or _csv_name(args.csv))
+    return [_row(result, None, time.perf_counter() - start, files=list(args.csv))]
+
+
+def _variant_name(model: str, topk: float) -> str:
+    return model if topk == 0 else f"{model}_topk{topk * 100:g}"
+
+
+def _from_model(args, out: Path) -> tuple[list[dict], list[ShapeBiasResult]]:
+    import torch
+
+    from ..shape_bias.dataset import CueConflictDataset
+    from ..shape_bias.evaluate import evaluate_model
+    from ..shape_bias.locate import find_cue_conflict
+    from ..surgery import sparsified
+    from .models import default_layers, load_model
+
+    for f in args.topk:
+        if not 0 <= f <= 1 or math.isnan(f):
+            raise ValueError(f"--topk {f:g} is not a fraction in [0, 1] (0 means dense)")
+    dataset = CueConflictDataset(find_cue_conflict(args.data))
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = load_model(args.model, args.weights).to(device).eval()
+    layers = args.layers or default_layers(args.model, model)
+    rows, results = [], []
+    for f in args.topk:
+        name = _variant_name(args.model, f)
+        if f == 0:
+            ev = evaluate_model(model, dataset, name=name, batch_size=args.batch_size, workers=args.workers, progress=not args.json or sys.stderr.isatty())
+        else:
+            with sparsified(model, layers, f):
+                ev = evaluate_model(model, dataset, name=name, batch_size=args.batch_size, workers=args.workers, progress=not args.json or sys.stderr.isatty())
+        csv_path = write_trials(ev.trials, name, out)
+        rows.append(_row(ev.result, None if f == 0 else f, ev.seconds, layers=None if f == 0 else list(layers), csv=str(csv_path)))
+        results.append(ev.result)
+    return rows, results
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..shape_bias.plot import plot_shape_bias
+
+    out = Path(args.out)
+    if args.csv:
+        rows = _from_csv(args)
+        results = None
+    else:
+        rows, results = _from_model(args, out)
+    summary = {"results": rows}
+    if results is not None:
+        humans = None
+        if args.humans:
+            humans = shape_bias([t for f in args.humans for t in read_trials(f)], "humans")
+        plots = plot_shape_bias(results, out / "shape_bias.png", humans=humans, title=f"{args.model}: shape bias")
+        atomic_write_json(out / "summary.json", summary)
+        summary["plots"] = [str(p) for p in plots]
+    if args.json:
+        print(json.dumps(json_safe(summary)))
+    else:
+        print(_table(rows))
+        if results is not None:
+            print(f"\nwrote {out}/ (CSVs, summary.json, shape_bias.png/.pdf)")
+        if any(r["near_chance"] for r in rows):
+            print("note: 'near chance' results decide shape or texture barely more often than a "
+                  "network ignoring its input (0.125); their shape bias says the network stopped working.")
+    return 0

@@ -1,0 +1,68 @@
+"""The shape-bias figure: per-category and pooled shape bias of several decision makers.
+
+In the style of model-vs-human's shape-bias matrix plot (and the paper's Fig. 5):
+one row per category, the fraction of shape decisions on the x axis (texture
+decisions on the top axis), one marker colour per model, a vertical line at
+each model's pooled value.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from .categories import CATEGORIES
+from .metrics import ShapeBiasResult
+
+__all__ = ["plot_shape_bias"]
+
+HUMAN_COLOR = "#d62728"
+
+
+def plot_shape_bias(
+    results: list[ShapeBiasResult],
+    path: str | Path,
+    *,
+    humans: ShapeBiasResult | None = None,
+    title: str = "Shape bias on cue-conflict",
+) -> list[Path]:
+    """Write ``path`` as PNG and the same figure as PDF beside it; returns both paths."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    path = Path(path).with_suffix(".png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = list(CATEGORIES)
+    fig, ax = plt.subplots(figsize=(6.5, 0.38 * len(rows) + 2.2))
+    cmap = plt.get_cmap("viridis")
+    entries = ([(humans, HUMAN_COLOR, "D")] if humans else []) + [
+        (r, cmap(i / max(1, len(results) - 1) * 0.9), "o") for i, r in enumerate(results)
+    ]
+    for offset, (result, color, marker) in enumerate(entries):
+        ys, xs = [], []
+        for y, category in enumerate(rows):
+            value = result.per_category.get(category, math.nan)
+            if not math.isnan(value):
+                ys.append(y + (offset - (len(entries) - 1) / 2) * 0.08)
+                xs.append(value)
+        label = f"{result.name}: {result.shape_bias:.3f}"
+        if result.near_chance:
+            label += " (near chance)"
+        ax.scatter(xs, ys, color=color, marker=marker, s=28, label=label, zorder=3, edgecolors="white", linewidths=0.4)
+        ax.axvline(result.shape_bias, color=color, linestyle="--", linewidth=1.2, zorder=2)
+    ax.set_yticks(range(len(rows)), rows)
+    ax.invert_yaxis()
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_xlabel("fraction of 'shape' decisions")
+    top = ax.secondary_xaxis("top", functions=(lambda x: 1 - x, lambda x: 1 - x))
+    top.set_xlabel("fraction of 'texture' decisions")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(title, pad=28, fontsize=11)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=1, fontsize=8, frameon=False)
+    fig.tight_layout()
+    written = [path, path.with_suffix(".pdf")]
+    for target in written:
+        fig.savefig(target, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return written
