@@ -10,10 +10,18 @@ from .modules import TopK
 from .summary import SparsityRow, sparsity_summary
 from .surgery import NotATensorError, sparsified, sparsified_layers, sparsify, unsparsify
 
+# After the core: registering the zoo's model names needs sparsify.
+from . import zoo  # noqa: E402
+from .zoo import create_model  # noqa: E402
+
+zoo.register_all()
+
 __version__ = "0.1.0"
 
 __all__ = [
     "functional",
+    "zoo",
+    "create_model",
     "spatial_topk",
     "TopK",
     "sparsify",
