@@ -42,6 +42,8 @@ from fractions import Fraction
 
 import torch
 
+from . import _select_ops
+
 __all__ = ["spatial_topk", "resolve_k", "topk_mask", "validate_k", "check_options", "TIES", "MODES", "RANK_BY"]
 
 TIES = ("exact", "threshold")
@@ -155,8 +157,22 @@ def topk_mask(
     """Bool mask of the Top-K entries of ``x`` per (sample, channel); see module doc."""
     _check_input(x, channel_dim)
     check_options(ties, "keep", rank_by)
+    kk = resolve_k(k, _positions(x, channel_dim))
+    if _select_ops.use_kernel(x):
+        return _select_ops.topk_mask_op(x.detach(), kk, channel_dim, ties == "exact", rank_by == "abs", False)
+    return _torch_topk_mask(x, kk, ties, rank_by, channel_dim)
+
+
+def _positions(x: torch.Tensor, channel_dim: int) -> int:
+    """Positions per (sample, channel): the product of the non-batch, non-channel sizes."""
+    c_dim = channel_dim % x.ndim
+    return math.prod(size for i, size in enumerate(x.shape) if i not in (0, c_dim))
+
+
+def _torch_topk_mask(x: torch.Tensor, kk: int, ties: str, rank_by: str, channel_dim: int) -> torch.Tensor:
+    """The pure-PyTorch selection (any device): mask shaped and laid out like ``x``."""
     rows, dim, unflatten = _rows(x, channel_dim)
-    return unflatten(_row_mask(rows, dim, resolve_k(k, rows.shape[dim]), ties, rank_by))
+    return unflatten(_row_mask(rows, dim, kk, ties, rank_by))
 
 
 def _row_mask(rows: torch.Tensor, dim: int, kk: int, ties: str, rank_by: str) -> torch.Tensor:
@@ -222,6 +238,8 @@ def spatial_topk(
     """
     _check_input(x, channel_dim)
     check_options(ties, mode, rank_by)
+    if _select_ops.use_kernel(x):
+        return _spatial_topk_kernel(x, k, ties, mode, rank_by, invert, channel_dim)
     rows, dim, unflatten = _rows(x, channel_dim)
     kk = resolve_k(k, rows.shape[dim])
     if kk >= rows.shape[dim] and mode == "keep" and not invert:
@@ -231,8 +249,38 @@ def spatial_topk(
         mask = ~mask
     if mode == "keep":
         return torch.where(unflatten(mask), x, 0.0)
+    return unflatten(_mean_fill(rows, mask, dim))
+
+
+def _mean_fill(rows: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
+    """Mean replacement: the mean of the selected entries of each row at every selected entry."""
     acc = torch.float64 if rows.dtype == torch.float64 else torch.float32
     total = torch.where(mask, rows, 0.0).sum(dim=dim, keepdim=True, dtype=acc)
     count = mask.sum(dim=dim, keepdim=True).clamp_min(1)
     mean = (total / count).to(rows.dtype)
-    return unflatten(torch.where(mask, mean, 0.0))
+    return torch.where(mask, mean, 0.0)
+
+
+def _spatial_topk_kernel(x, k, ties, mode, rank_by, invert, channel_dim):
+    """``spatial_topk`` through the compiled CPU kernel (``_select_ops``); same bits.
+
+    Without autograd the ``keep`` result comes straight from the kernel (one
+    pass); otherwise the kernel writes the bool mask and ``torch.where`` applies
+    it, so backward saves only that mask.
+    """
+    kk = resolve_k(k, _positions(x, channel_dim))
+    if kk >= _positions(x, channel_dim) and mode == "keep" and not invert:
+        return x  # K covers every position: the identity
+    args = (kk, channel_dim, ties == "exact", rank_by == "abs", invert)
+    if mode == "keep":
+        if not (torch.is_grad_enabled() and x.requires_grad):
+            return _select_ops.topk_keep_op(x, *args)
+        return torch.where(_select_ops.topk_mask_op(x.detach(), *args), x, 0.0)
+    mask = _select_ops.topk_mask_op(x.detach(), *args)
+    rows, dim, unflatten = _rows(x, channel_dim)
+    c_dim = channel_dim % x.ndim  # view the mask exactly as ``rows``, whatever its strides
+    if dim == 1:
+        mask_rows = mask.movedim(c_dim, -1).reshape(rows.shape)
+    else:
+        mask_rows = mask.movedim(c_dim, 1).reshape(rows.shape)
+    return unflatten(_mean_fill(rows, mask_rows, dim))

@@ -1,0 +1,186 @@
+"""The compiled CPU kernel path against the pure-PyTorch path and the reference.
+
+Every test that needs the kernel is skipped (not failed) when no C compiler is
+available; ``test_backend_switch_forces_pytorch`` always runs.
+"""
+import hypothesis.strategies as st
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from reference import reference_topk
+from test_functional_properties import _assert_same, inputs, options
+
+from topk_plugin import _select_build, _select_ops
+from topk_plugin.functional import spatial_topk, topk_mask
+
+needs_kernel = pytest.mark.skipif(
+    not _select_ops.kernel_available(), reason=f"C kernel unavailable: {_select_build.status()}"
+)
+
+
+def same_format(a, b):
+    """Same memory format (strides of size-1 dims and of odd layouts may differ)."""
+    formats = [torch.contiguous_format]
+    formats += {4: [torch.channels_last], 5: [torch.channels_last_3d]}.get(a.ndim, [])
+    return all(a.is_contiguous(memory_format=f) == b.is_contiguous(memory_format=f) for f in formats)
+
+
+def both(fn):
+    with _select_ops.backend("kernel"):
+        fast = fn()
+    with _select_ops.backend("torch"):
+        slow = fn()
+    return fast, slow
+
+
+@needs_kernel
+@settings(max_examples=300)
+@given(inputs(), options)
+def test_kernel_equals_pytorch_path_bitwise(case, opts):
+    x, k, channel_dim = case
+    fast, slow = both(lambda: spatial_topk(x, k, channel_dim=channel_dim, **opts))
+    assert fast.dtype == slow.dtype
+    if x.ndim in (4, 5) and channel_dim == 1:  # the memory format follows the input
+        fmt = torch.channels_last if x.ndim == 4 else torch.channels_last_3d
+        assert fast.is_contiguous(memory_format=fmt) == x.is_contiguous(memory_format=fmt)
+    assert torch.equal(fast.isnan(), slow.isnan())
+    if opts["mode"] == "keep":  # same bits, including -0.0 and NaN payloads
+        int_dtype = {2: torch.int16, 4: torch.int32, 8: torch.int64}[x.element_size()]
+        assert torch.equal(fast.view(int_dtype), slow.view(int_dtype))
+    else:  # the mask is bit-identical, the mean is computed by the same torch code
+        assert torch.equal(fast.nan_to_num(), slow.nan_to_num())
+    fm, sm = both(lambda: topk_mask(x, k, ties=opts["ties"], rank_by=opts["rank_by"], channel_dim=channel_dim))
+    assert torch.equal(fm, sm)
+
+
+@needs_kernel
+@settings(max_examples=100)
+@given(inputs(), options)
+def test_kernel_matches_reference(case, opts):
+    x, k, channel_dim = case
+    with _select_ops.backend("kernel"):
+        out = spatial_topk(x, k, channel_dim=channel_dim, **opts)
+    _assert_same(out, reference_topk(x, k, channel_dim=channel_dim, **opts), opts["mode"])
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(3, 5, 40, 37), (2, 3, 300), (2, 4, 6, 7, 9)])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "tokens", "strided"])
+@pytest.mark.parametrize("data", ["normal", "relu", "few_values", "heavy_tail"])
+def test_larger_rows_every_layout(dtype, shape, layout, data):
+    """Rows long enough for the sampling/interpolation steps, in every layout the kernel reads."""
+    g = torch.Generator().manual_seed(hash((shape, layout, data)) % 2**31)
+    x = torch.randn(shape, generator=g, dtype=torch.float64)
+    if data == "relu":
+        x = x.clamp_min(0)
+    elif data == "few_values":
+        x = torch.randint(-3, 4, shape, generator=g).double() * 0.5
+    elif data == "heavy_tail":
+        x = x * torch.exp(4 * torch.randn(shape, generator=g, dtype=torch.float64))
+    x = x.to(dtype)
+    channel_dim = 1
+    if layout == "channels_last" and x.ndim in (4, 5):
+        x = x.contiguous(memory_format=torch.channels_last if x.ndim == 4 else torch.channels_last_3d)
+    elif layout == "tokens":
+        x, channel_dim = x.movedim(1, -1).contiguous(), -1
+    elif layout == "strided":
+        x = x.transpose(-1, -2)  # neither rows nor channels contiguous: the kernel copies
+    for k in (0.05, 0.1, 0.2, 0.5, 0.9, 1):
+        for ties in ("exact", "threshold"):
+            for rank_by in ("abs", "value"):
+                for invert in (False, True):
+                    kw = dict(ties=ties, rank_by=rank_by, invert=invert, channel_dim=channel_dim)
+                    fast, slow = both(lambda: spatial_topk(x, k, **kw))
+                    int_dtype = {2: torch.int16, 4: torch.int32, 8: torch.int64}[x.element_size()]
+                    assert torch.equal(fast.view(int_dtype), slow.view(int_dtype)), kw
+                    assert layout == "strided" or same_format(fast, slow)
+
+
+@needs_kernel
+def test_exact_k_and_lowest_index_ties_on_long_rows():
+    x = torch.zeros(2, 3, 1000)
+    x[..., 500:] = 1.0  # 500 ones: K = 100 of them must be the first 100
+    with _select_ops.backend("kernel"):
+        mask = topk_mask(x, 0.1)
+    assert mask.sum(-1).eq(100).all()
+    assert mask[..., 500:600].all() and not mask[..., 600:].any()
+    x = torch.full((1, 1, 5000), float("nan"))
+    x[..., ::2] = 3.0
+    with _select_ops.backend("kernel"):
+        out = spatial_topk(x, 0.6)
+    assert out.isnan().sum() == 2500 and out[..., ::2].ne(0).sum() == 500
+
+
+@needs_kernel
+def test_gradient_and_saved_tensors_are_a_bool_mask():
+    x = torch.randn(4, 8, 20, 20, requires_grad=True)
+    saved = []
+
+    def pack(t):
+        saved.append(t)
+        return t
+
+    with _select_ops.backend("kernel"), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = spatial_topk(x, 0.1)
+    assert saved and all(t.dtype == torch.bool for t in saved)
+    out.sum().backward()
+    with _select_ops.backend("torch"):
+        expected = topk_mask(x.detach(), 0.1).float()
+    assert torch.equal(x.grad, expected)
+
+
+class Wrap(torch.nn.Module):
+    def forward(self, t):
+        return spatial_topk(t, 0.2) * 2 + spatial_topk(t, 0.3, ties="threshold", rank_by="value", invert=True)
+
+
+@needs_kernel
+def test_custom_ops_under_compile_and_export():
+    x = torch.randn(2, 8, 12, 12)
+
+    f = Wrap().forward
+
+    with _select_ops.backend("kernel"):
+        torch._dynamo.reset()
+        assert torch.equal(torch.compile(f)(x), f(x))
+        program = torch.export.export(Wrap(), (x,))
+        assert any("topk_plugin" in str(node.target) for node in program.graph.nodes)
+        assert torch.equal(program.module()(x), f(x))
+    torch.library.opcheck(torch.ops.topk_plugin.topk_mask, (x, 28, 1, True, True, False))
+    torch.library.opcheck(torch.ops.topk_plugin.topk_keep, (x, 28, 1, True, True, False))
+    torch.library.opcheck(torch.ops.topk_plugin.topk_keep, (x.contiguous(memory_format=torch.channels_last), 5, 1, False, False, True))
+
+
+def test_backend_switch_forces_pytorch(monkeypatch):
+    x = torch.randn(2, 3, 8, 8)
+    with _select_ops.backend("torch"):
+        assert not _select_ops.use_kernel(x)
+        expected = spatial_topk(x, 0.1)
+    with pytest.raises(ValueError):
+        _select_ops.set_backend("fast")
+    monkeypatch.setattr(_select_build, "library", lambda: None)
+    assert not _select_ops.use_kernel(x)  # auto: falls back cleanly when the kernel is missing
+    assert torch.equal(spatial_topk(x, 0.1), expected)
+    with _select_ops.backend("kernel"), pytest.raises(RuntimeError, match="unavailable"):
+        spatial_topk(x, 0.1)
+
+
+@pytest.mark.slow
+@needs_kernel
+def test_kernel_faster_than_pytorch_path():
+    import time
+
+    x = torch.randn(8, 64, 56, 56).relu()
+
+    def best(fn):
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    fast, slow = both(lambda: best(lambda: spatial_topk(x, 0.1)))
+    assert fast * 5 < slow

@@ -1,0 +1,179 @@
+"""The fast selection as ``torch.library`` custom ops, and the backend switch.
+
+Two opaque ops (so ``torch.compile`` / ``torch.export`` see one node each and
+never trace into ctypes):
+
+* ``topk_plugin::topk_mask(x, k, channel_dim, exact, by_abs, invert) -> bool mask``
+* ``topk_plugin::topk_keep(x, k, channel_dim, exact, by_abs, invert) -> x * mask``
+  (the selected values, others ``+0.0``; the inference path, one pass, no mask)
+
+``k`` is the already resolved count (``1 <= k <= positions``). Both return a
+tensor laid out like ``torch.empty_like(x)`` (the fake implementations say the
+same). They are not differentiable: ``functional.spatial_topk`` calls
+``topk_keep`` only when no gradient is needed and otherwise applies
+``torch.where`` to the mask, so autograd saves nothing but the bool mask.
+
+On CPU with the C kernel available (``_select_build``) the ops run it; on any
+other device, or when the kernel cannot be built, they run the pure-PyTorch
+selection of ``functional`` (same bits).
+
+Backend switch: ``TOPK_PLUGIN_BACKEND`` read at import, or :func:`set_backend` /
+:func:`backend` at run time:
+
+* ``"auto"`` (default): the C kernel for CPU tensors when it builds, else PyTorch;
+* ``"torch"``: always the pure-PyTorch path (for debugging and comparisons);
+* ``"kernel"``: like auto, but raise if the kernel is unavailable (for tests).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+
+from . import _select_build
+
+__all__ = ["BACKENDS", "backend", "get_backend", "set_backend", "kernel_available", "use_kernel"]
+
+BACKENDS = ("auto", "torch", "kernel")
+_SERIAL_BELOW = 1 << 15  # elements: below this the OpenMP fork costs more than it saves
+
+_backend = os.environ.get("TOPK_PLUGIN_BACKEND", "auto").strip().lower() or "auto"
+if _backend not in BACKENDS:
+    raise ValueError(f"TOPK_PLUGIN_BACKEND={_backend!r} is not one of {', '.join(BACKENDS)}")
+
+_SUFFIX = {torch.float16: "i16", torch.bfloat16: "i16", torch.float32: "i32", torch.float64: "i64"}
+_INT = {torch.float16: torch.int16, torch.bfloat16: torch.int16, torch.float32: torch.int32, torch.float64: torch.int64}
+_CONSTS = {
+    dtype: (
+        torch.tensor(float("inf"), dtype=dtype).view(_INT[dtype]).item(),
+        torch.iinfo(_INT[dtype]).max,
+    )
+    for dtype in _INT
+}
+
+
+def get_backend() -> str:
+    return _backend
+
+
+def set_backend(name: str) -> None:
+    """Select ``"auto"``, ``"torch"`` or ``"kernel"`` (see the module doc)."""
+    global _backend
+    if name not in BACKENDS:
+        raise ValueError(f"backend {name!r} is not one of {', '.join(BACKENDS)}")
+    _backend = name
+
+
+@contextlib.contextmanager
+def backend(name: str):
+    """Context manager form of :func:`set_backend`."""
+    previous = _backend
+    set_backend(name)
+    try:
+        yield
+    finally:
+        set_backend(previous)
+
+
+def kernel_available() -> bool:
+    return _select_build.library() is not None
+
+
+def use_kernel(x: torch.Tensor) -> bool:
+    """Whether ``spatial_topk`` should go through the custom ops for ``x``."""
+    if _backend == "torch" or x.device.type != "cpu":
+        return False
+    if _backend == "kernel" and not kernel_available():
+        raise RuntimeError(f"TOPK_PLUGIN_BACKEND=kernel but the C kernel is unavailable: {_select_build.status()}")
+    return kernel_available()
+
+
+def _layout(x: torch.Tensor, channel_dim: int):
+    """``("rows", R, L, C)`` / ``("cl", N, L, C)`` when the kernel can read ``x`` in place, else None."""
+    c_dim = channel_dim % x.ndim
+    n, c = x.shape[0], x.shape[c_dim]
+    positions = x.numel() // max(1, n * c)
+    if x.movedim(c_dim, 1).is_contiguous():
+        return "rows", n * c, positions, c
+    if x.movedim(c_dim, -1).is_contiguous():
+        return "cl", n, positions, c
+    return None
+
+
+def _run_kernel(x, k, channel_dim, exact, by_abs, invert, want_out):
+    """Fill ``empty_like(x)`` (values or bool mask) with the C kernel."""
+    lib = _select_build.library()
+    result = torch.empty_like(x) if want_out else torch.empty_like(x, dtype=torch.bool)
+    if x.numel() == 0:
+        return result
+    layout = _layout(x, channel_dim)
+    if layout is None or _layout(result, channel_dim) != layout:
+        moved = x.movedim(channel_dim % x.ndim, 1).contiguous()
+        inner = _run_kernel(moved, k, 1, exact, by_abs, invert, want_out)
+        result.copy_(inner.movedim(1, channel_dim % x.ndim))
+        return result
+    kind, a, positions, c = layout
+    if k >= positions:
+        if want_out:
+            result.copy_(torch.zeros_like(x) if invert else x)
+        else:
+            result.fill_(not invert)
+        return result
+    suffix = _SUFFIX[x.dtype]
+    inf, mag = _CONSTS[x.dtype]
+    threads = 1 if x.numel() < _SERIAL_BELOW else torch.get_num_threads()
+    bits = x.view(_INT[x.dtype])
+    out_ptr = result.view(_INT[x.dtype]).data_ptr() if want_out else None
+    mask_ptr = None if want_out else result.data_ptr()
+    if kind == "rows":
+        getattr(lib, f"topk_rows_{suffix}")(
+            bits.data_ptr(), a, positions, k, exact, by_abs, invert, inf, mag, out_ptr, mask_ptr, threads
+        )
+    else:
+        getattr(lib, f"topk_cl_{suffix}")(
+            bits.data_ptr(), a, positions, c, k, exact, by_abs, invert, inf, mag, out_ptr, mask_ptr, threads
+        )
+    return result
+
+
+def _torch_mask(x, k, channel_dim, exact, by_abs, invert):
+    from .functional import _torch_topk_mask  # the pure-PyTorch selection
+
+    mask = _torch_topk_mask(x, k, "exact" if exact else "threshold", "abs" if by_abs else "value", channel_dim)
+    result = torch.empty_like(x, dtype=torch.bool)
+    result.copy_(~mask if invert else mask)
+    return result
+
+
+def _can_run_kernel(x) -> bool:
+    return x.device.type == "cpu" and _backend != "torch" and kernel_available()
+
+
+@torch.library.custom_op("topk_plugin::topk_mask", mutates_args=())
+def topk_mask_op(x: torch.Tensor, k: int, channel_dim: int, exact: bool, by_abs: bool, invert: bool) -> torch.Tensor:
+    """Bool mask of the Top-``k`` entries per (sample, channel); layout of ``empty_like(x)``."""
+    if _can_run_kernel(x):
+        return _run_kernel(x, k, channel_dim, exact, by_abs, invert, want_out=False)
+    return _torch_mask(x, k, channel_dim, exact, by_abs, invert)
+
+
+@topk_mask_op.register_fake
+def _(x, k, channel_dim, exact, by_abs, invert):
+    return torch.empty_like(x, dtype=torch.bool)
+
+
+@torch.library.custom_op("topk_plugin::topk_keep", mutates_args=())
+def topk_keep_op(x: torch.Tensor, k: int, channel_dim: int, exact: bool, by_abs: bool, invert: bool) -> torch.Tensor:
+    """``x`` where the Top-``k`` mask holds, ``+0.0`` elsewhere (no autograd)."""
+    if _can_run_kernel(x):
+        return _run_kernel(x, k, channel_dim, exact, by_abs, invert, want_out=True)
+    mask = _torch_mask(x, k, channel_dim, exact, by_abs, invert)
+    result = torch.empty_like(x)
+    result.copy_(torch.where(mask, x, 0.0))
+    return result
+
+
+@topk_keep_op.register_fake
+def _(x, k, channel_dim, exact, by_abs, invert):
+    return torch.empty_like(x)
