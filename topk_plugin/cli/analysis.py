@@ -1,0 +1,125 @@
+"""``topk-plugin texture-synthesis | reconstruct | masks``: why Top-K gives shape bias (SPEC 5, 6)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .._io import json_safe
+
+TEXTURE_HELP = "Gatys texture synthesis with all / without Top-K / Top-K-only responses (SPEC 5, paper Fig. 2)"
+RECONSTRUCT_HELP = "reconstruct an image from all / Top-K / non-Top-K responses (SPEC 6, paper Fig. 3)"
+MASKS_HELP = "binary Top-K map of every channel of a layer, tiled and overlaid on the image (paper Figs. 8, 9)"
+
+
+def topk_value(text: str):
+    """``0.05`` is a fraction of the positions, ``3`` a count of positions."""
+    try:
+        return float(text) if any(ch in text for ch in ".eE") else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction (0.05) or a count (3)") from None
+
+
+def _common(p: argparse.ArgumentParser, model_required: bool = False) -> None:
+    p.add_argument("--image", required=True, metavar="FILE", help="the target image (any format Pillow reads)")
+    p.add_argument("--model", required=model_required, default=None if model_required else "vgg16", metavar="NAME",
+                   help="torchvision or timm model name" + ("" if model_required else " (default: vgg16, as in the paper)"))
+    p.add_argument("--weights", metavar="FILE",
+                   help="local state dict (offline); 'offline' for weights a pip package ships "
+                        "(tf_efficientnet_lite0); 'random' for an untrained net; default: the library's pretrained weights")
+    p.add_argument("--topk", type=topk_value, default=0.05, metavar="F",
+                   help="K: a fraction of the positions (0.05, the authors' default) or an int count")
+    p.add_argument("--out", metavar="DIR", default="analysis-results", help="output folder (default: analysis-results)")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cpu)")
+    p.add_argument("--json", action="store_true", help="print exactly one JSON object (paths and scores) on stdout")
+
+
+def _optimisation(p: argparse.ArgumentParser, steps: int, lr: float) -> None:
+    p.add_argument("--layers", nargs="+", metavar="NAME",
+                   help="layers by module name (default: relu1_1, pool1..pool4 for VGG; one per resolution otherwise)")
+    p.add_argument("--steps", type=int, default=steps, metavar="N", help=f"optimiser steps (default: {steps})")
+    p.add_argument("--inner-iters", type=int, default=20, metavar="N",
+                   help="L-BFGS iterations per step (default: 20, the authors' code)")
+    p.add_argument("--lr", type=float, default=lr, help=f"learning rate (default: {lr:g})")
+    p.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs", help="default: lbfgs")
+    p.add_argument("--size", type=int, default=256, metavar="PX", help="square image side (default: 256)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial noise (default: 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("texture-synthesis", help=TEXTURE_HELP, description=TEXTURE_HELP)
+    _common(p)
+    _optimisation(p, steps=100, lr=1.0)
+    p.set_defaults(run=run_texture)
+
+    p = sub.add_parser("reconstruct", help=RECONSTRUCT_HELP, description=RECONSTRUCT_HELP)
+    _common(p)
+    _optimisation(p, steps=1, lr=10.0)
+    p.set_defaults(run=run_reconstruct)
+
+    p = sub.add_parser("masks", help=MASKS_HELP, description=MASKS_HELP)
+    _common(p, model_required=True)
+    p.add_argument("--layer", metavar="NAME", help="module name (default: the third default layer, e.g. VGG's pool2)")
+    p.add_argument("--size", type=int, default=224, metavar="PX", help="square image side (default: 224)")
+    p.add_argument("--channels", type=int, default=64, metavar="N", help="channels in the tiled map, most active first; 0 = all")
+    p.add_argument("--top", type=int, default=8, metavar="N", help="most active channels overlaid on the image (default: 8)")
+    p.set_defaults(run=run_masks)
+
+
+def _progress(args) -> bool:
+    return not args.no_progress and (not args.json or sys.stderr.isatty())
+
+
+def _print_result(args, summary: dict) -> None:
+    if args.json:
+        print(json.dumps(json_safe(summary)))
+        return
+    print(f"{summary['kind']}: {summary['model']}, layers {', '.join(summary['layers'])}, K={summary['topk']}")
+    print(f"{'condition':<14} {'ssim':>7} {'edge_corr':>9} {'gram_dist':>9} {'colour_dist':>11} {'loss 0 -> end':>20}")
+    for cond, s in summary["conditions"].items():
+        print(f"{cond:<14} {s['ssim']:>7.3f} {s['edge_correlation']:>9.3f} {s['gram_distance']:>9.3f} "
+              f"{s['color_histogram_distance']:>11.3f} {s['loss_initial']:>9.4g} -> {s['loss_final']:<9.4g}")
+    print("structure (higher = closer): ssim, edge_corr; texture/colour (lower = closer): gram_dist, colour_dist")
+    print(f"wrote {summary['grid']} and {summary['json']}")
+
+
+def _run(args, fn) -> int:
+    result = fn(
+        args.image, args.model, weights=args.weights, layers=args.layers, topk=args.topk, steps=args.steps,
+        lr=args.lr, optimizer=args.optimizer, inner_iters=args.inner_iters, size=args.size, seed=args.seed,
+        device=args.device, progress=_progress(args),
+    )
+    result.save(args.out, Path(args.image).stem)
+    _print_result(args, result.summary())
+    return 0
+
+
+def run_texture(args: argparse.Namespace) -> int:
+    from ..analysis import texture_synthesis
+
+    return _run(args, texture_synthesis)
+
+
+def run_reconstruct(args: argparse.Namespace) -> int:
+    from ..analysis import reconstruct
+
+    return _run(args, reconstruct)
+
+
+def run_masks(args: argparse.Namespace) -> int:
+    from ..analysis import topk_masks
+
+    result = topk_masks(args.image, args.model, weights=args.weights, layer=args.layer, topk=args.topk,
+                        size=args.size, device=args.device)
+    result.save(args.out, Path(args.image).stem, max_channels=args.channels or None, top=args.top)
+    summary = result.summary(args.top)
+    if args.json:
+        print(json.dumps(json_safe(summary)))
+    else:
+        print(f"masks: {summary['model']} layer {summary['layer']} {tuple(summary['shape'])}, "
+              f"K={summary['k']} of {summary['positions']} positions (kept fraction {summary['kept_fraction']:.4f})")
+        print("most active channels: " + ", ".join(f"{c['channel']} ({c['activity']:.3g})" for c in summary["top_channels"]))
+        print(f"wrote {summary['paths']['tiled']}, {summary['paths']['overlay']} and {summary['paths']['json']}")
+    return 0
