@@ -227,3 +227,34 @@ def test_sequential_target_applies_topk_once(x):
     assert torch.equal(outer(x), expected)
     assert len(seq) == 3 and [type(m) for m in seq] == [nn.Conv2d, nn.ReLU, nn.Conv2d]
     assert isinstance(seq[-1], nn.Conv2d) and len(seq[:2]) == 2
+
+
+class DenseLike(nn.ModuleDict):
+    """Runs its members by iterating over itself, like timm's DenseBlock."""
+
+    def __init__(self):
+        super().__init__({"a": nn.Conv2d(3, 4, 1), "b": nn.Conv2d(3, 4, 1)})
+
+    def forward(self, x):
+        return torch.cat([layer(x) for _, layer in self.items()], 1)
+
+
+class ListLike(nn.ModuleList):
+    def forward(self, x):
+        for layer in self:
+            x = layer(x)
+        return x
+
+
+@pytest.mark.parametrize("build", [DenseLike, lambda: ListLike([nn.Conv2d(3, 4, 1), nn.ReLU()])])
+def test_container_targets_apply_topk_once(build, x):
+    torch.manual_seed(0)
+    model = nn.Sequential(build())
+    expected = topk_plugin.spatial_topk(model[0](x), 0.25, invert=True)  # not idempotent
+    sparsify(model, "0", 0.25, invert=True)
+    assert torch.equal(model(x), expected)
+    container = model[0]
+    assert len(container) == 2 and all(not isinstance(m, TopK) for m in (container.values() if isinstance(container, nn.ModuleDict) else container))
+    assert "topk" in dict(container.named_children())
+    unsparsify(model)
+    assert len(model[0]) == 2

@@ -84,9 +84,35 @@ def _seq_getitem(self, idx):
     return members[operator.index(idx)][1]
 
 
-# nn.Sequential.forward runs ``for module in self``: hide the topk child from
-# iteration, len() and indexing so it runs once, after the sequence.
-_SEQUENTIAL_VIEW = {"__iter__": _seq_iter, "__len__": _seq_len, "__getitem__": _seq_getitem}
+def _list_getitem(self, idx):
+    members = [m for _, m in _members(self)]
+    if isinstance(idx, slice):
+        return self._topk_plugin_base(members[idx])
+    return members[operator.index(idx)]
+
+
+def _dict_getitem(self, key):
+    if key == CHILD_NAME:
+        raise KeyError(key)
+    return self._modules[key]
+
+
+# Containers run their members by iterating over themselves (nn.Sequential's
+# forward; timm's DenseBlock(nn.ModuleDict) and friends): hide the topk child
+# from iteration, len() and indexing so it runs once, after the container.
+_CONTAINER_VIEWS = {
+    nn.Sequential: {"__iter__": _seq_iter, "__len__": _seq_len, "__getitem__": _seq_getitem},
+    nn.ModuleList: {"__iter__": _seq_iter, "__len__": _seq_len, "__getitem__": _list_getitem},
+    nn.ModuleDict: {
+        "__iter__": lambda self: iter([name for name, _ in _members(self)]),
+        "__len__": _seq_len,
+        "__getitem__": _dict_getitem,
+        "__contains__": lambda self, key: key != CHILD_NAME and key in self._modules,
+        "keys": lambda self: [name for name, _ in _members(self)],
+        "items": _members,
+        "values": lambda self: [m for _, m in _members(self)],
+    },
+}
 
 
 def _sparse_class(base: type) -> type:
@@ -100,8 +126,9 @@ def _sparse_class(base: type) -> type:
             "__qualname__": base.__qualname__,
             "__doc__": base.__doc__,
         }
-        if issubclass(base, nn.Sequential):
-            namespace.update(_SEQUENTIAL_VIEW)
+        for container, view in _CONTAINER_VIEWS.items():
+            if issubclass(base, container):
+                namespace.update(view)
         _SPARSE_CLASSES[base] = type(base.__name__, (base,), namespace)
     return _SPARSE_CLASSES[base]
 
