@@ -19,7 +19,8 @@ RULES = {
     "timm-stage8": (
         "default for timm CNNs: after the last `feature_info` stage with reduction 8 "
         "(where the paper puts ResNet-18's Top-K: `layer2`); models without one get "
-        "the middle `feature_info` entry"
+        "the middle `feature_info` entry; if that stage outputs a list (HRNet, SelecSLS), "
+        "its shallowest last-run sub-module with a 4-D map at reduction 8"
     ),
     "timm-mid-block": (
         "default for timm token models (ViT): after the middle `feature_info` block "

@@ -55,9 +55,55 @@ def timm_default(model: nn.Module) -> Placement:
     channel_dim = -1 if channel_last(model) else 1
     stage8 = [entry["module"] for entry in info if entry.get("reduction") == 8]
     if stage8 and not tokens:
-        return Placement((stage8[-1],), "timm-stage8", channel_dim)
+        return Placement((_single_tensor_layer(model, stage8[-1], reduction=8),), "timm-stage8", channel_dim)
     middle = info[len(info) // 2]["module"]
     return Placement((middle,), "timm-mid-block" if tokens else "timm-stage8", channel_dim)
+
+
+def _trace_outputs(model: nn.Module, prefix: str, size: int) -> list[tuple[str, object]]:
+    """(name, output shape or None for non-tensors) of ``prefix`` and its descendants,
+    in the order their calls finish, for one forward at ``size`` px."""
+    finished: list[tuple[str, object]] = []
+    handles = []
+    for name, module in model.named_modules():
+        if name == prefix or name.startswith(prefix + "."):
+            def record(_module, _inputs, output, name=name):
+                shape = tuple(output.shape) if isinstance(output, torch.Tensor) else None
+                finished.append((name, shape))
+
+            handles.append(module.register_forward_hook(record))
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, 3, size, size))
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    return finished
+
+
+def _single_tensor_layer(model: nn.Module, name: str, reduction: int) -> str:
+    """``name`` if its output is one tensor; else (HRNet's branch lists, SelecSLS's
+    [x, skip] pairs) its shallowest, last-run descendant with a 4-D output at
+    ``reduction``, so Top-K has one activation map to work on."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    size = int(tuple(cfg.get("input_size", (3, TRACE_SIZE, TRACE_SIZE)))[-1])
+    finished = _trace_outputs(model, name, size)
+    if any(n == name and shape is not None for n, shape in finished) or not finished:
+        return name
+    candidates = [
+        n for n, shape in finished
+        if shape is not None and len(shape) == 4 and shape[2] > 0 and round(math.log2(size / shape[2])) == round(math.log2(reduction))
+    ]
+    if not candidates:
+        raise ValueError(
+            f"{name!r} of {type(model).__name__} outputs no single tensor and holds no 4-D map at "
+            f"reduction {reduction}: name the layers yourself with topk_plugin.sparsify(model, layers, k)"
+        )
+    depth = min(n.count(".") for n in candidates)
+    return [n for n in candidates if n.count(".") == depth][-1]
 
 
 def torchvision_default(model: nn.Module, size: int = TRACE_SIZE) -> Placement:
