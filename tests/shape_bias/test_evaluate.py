@@ -77,7 +77,7 @@ def test_wrong_head_is_a_clear_error(tmp_path):
     from topk_plugin.shape_bias.dataset import CueConflictDataset
 
     with pytest.raises(ValueError, match="1000 ImageNet logits"):
-        evaluate_model(nn.Sequential(nn.Flatten(), nn.LazyLinear(10)), CueConflictDataset(root, per_category=1),
+        evaluate_model(nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 10)), CueConflictDataset(root, per_category=1),
                        workers=0, progress=False)
 
 

@@ -79,7 +79,9 @@ def _from_csv(args) -> list[dict]:
 
 
 def _variant_name(model: str, topk: float) -> str:
-    return model if topk == 0 else f"{model}_topk{topk * 100:g}"
+    """``tv:alexnet`` at 0.1 -> ``alexnet_topk10`` (no library prefix: it names files)."""
+    plain = model.split(":", 1)[-1]
+    return plain if topk == 0 else f"{plain}_topk{topk * 100:g}"
 
 
 def _from_model(args, out: Path) -> tuple[list[dict], list[ShapeBiasResult]]:
