@@ -90,7 +90,11 @@ def _single_tensor_layer(model: nn.Module, name: str, reduction: int) -> str:
     ``reduction``, so Top-K has one activation map to work on."""
     cfg = getattr(model, "pretrained_cfg", None) or {}
     size = int(tuple(cfg.get("input_size", (3, TRACE_SIZE, TRACE_SIZE)))[-1])
-    finished = _trace_outputs(model, name, size)
+    try:
+        finished = _trace_outputs(model, name, size)
+    except (RuntimeError, AssertionError, ValueError):
+        # built for another input size (e.g. img_size=...): such stages output tensors
+        return name
     if any(n == name and shape is not None for n, shape in finished) or not finished:
         return name
     candidates = [
