@@ -12,7 +12,7 @@ from torch import nn
 
 from .modules import TopK
 
-__all__ = ["LayerInfo", "UnknownLayerError", "list_layers", "resolve_layers", "format_table"]
+__all__ = ["LayerInfo", "UnknownLayerError", "list_layers", "resolve_layers", "format_table", "forward_with_hooks"]
 
 _GLOB_CHARS = set("*?[")
 
@@ -117,6 +117,23 @@ def _describe(output) -> tuple[tuple | None, str]:
     return None, type(output).__name__
 
 
+def forward_with_hooks(model: nn.Module, example_input, modules: dict[str, nn.Module], record) -> None:
+    """One ``torch.no_grad`` forward of ``example_input`` (a tensor or a tuple of
+    inputs) calling ``record(name, output)`` after each call of ``modules[name]``;
+    the hooks are gone afterwards, also on error."""
+    handles = [
+        module.register_forward_hook(lambda _m, _i, output, name=name: record(name, output))
+        for name, module in modules.items()
+    ]
+    args = example_input if isinstance(example_input, tuple) else (example_input,)
+    try:
+        with torch.no_grad():
+            model(*args)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def list_layers(model: nn.Module, example_input=None, *, leaves_only: bool = False) -> list[LayerInfo]:
     """The modules Top-K can follow, with output shapes when an input is given.
 
@@ -132,19 +149,10 @@ def list_layers(model: nn.Module, example_input=None, *, leaves_only: bool = Fal
     sparse = sparsified_layers(model)
     outputs: dict[str, tuple] = {}
     if example_input is not None:
-        handles = []
-        for name, module in targets.items():
-            def record(_module, _inputs, output, name=name):
-                outputs[name] = _describe(output)
+        def record(name, output):
+            outputs[name] = _describe(output)
 
-            handles.append(module.register_forward_hook(record))
-        args = example_input if isinstance(example_input, tuple) else (example_input,)
-        try:
-            with torch.no_grad():
-                model(*args)
-        finally:
-            for handle in handles:
-                handle.remove()
+        forward_with_hooks(model, example_input, targets, record)
     rows = []
     for name, module in targets.items():
         shape, out_type = outputs.get(name, (None, None))

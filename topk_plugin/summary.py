@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from .functional import resolve_k
+from .layers import forward_with_hooks
 from .surgery import sparsified_layers
 
 __all__ = ["SparsityRow", "sparsity_summary"]
@@ -39,22 +40,14 @@ def sparsity_summary(model: nn.Module, example_input) -> list[SparsityRow]:
     layers = sparsified_layers(model)
     modules = dict(model.named_modules())
     stats: dict[str, list] = {name: [] for name in layers}
-    handles = []
-    for name, topk in layers.items():
-        def record(_m, _inputs, output, name=name, topk=topk):
-            if isinstance(output, torch.Tensor):
-                c_dim = topk.channel_dim % output.ndim
-                positions = output.numel() // (output.shape[0] * output.shape[c_dim])
-                stats[name].append((tuple(output.shape), positions, int(output.count_nonzero()), output.numel()))
 
-        handles.append(modules[name].register_forward_hook(record))  # runs after Top-K
-    args = example_input if isinstance(example_input, tuple) else (example_input,)
-    try:
-        with torch.no_grad():
-            model(*args)
-    finally:
-        for handle in handles:
-            handle.remove()
+    def record(name, output):  # registered after Top-K: sees its output
+        if isinstance(output, torch.Tensor):
+            c_dim = layers[name].channel_dim % output.ndim
+            positions = output.numel() // (output.shape[0] * output.shape[c_dim])
+            stats[name].append((tuple(output.shape), positions, int(output.count_nonzero()), output.numel()))
+
+    forward_with_hooks(model, example_input, {name: modules[name] for name in layers}, record)
     rows = []
     for name, topk in layers.items():
         calls = stats[name]

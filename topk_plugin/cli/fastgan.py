@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .._io import json_safe
+from .argtypes import positive_int
 from .integration import load_integration
 
 
@@ -24,13 +25,6 @@ def _fraction_or_zero(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"{text} is not a fraction in [0, 1] (0 means dense, paper: 0.05)")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be >= 1")
     return value
 
 
@@ -49,17 +43,17 @@ def add_parser(sub) -> None:
     t.add_argument("--topk-mode", choices=("keep", "mean"), default="keep", help="keep values, or mean replacement")
     t.add_argument("--rank-by", choices=("abs", "value"), default="abs", help="rank by |x| (paper) or by value")
     t.add_argument("--im-size", type=int, default=256, choices=(256, 512, 1024), metavar="PX", help="256, 512 or 1024 (default: 256)")
-    t.add_argument("--iters", type=_positive, default=100_000, metavar="N", help="total iterations (default: 100000)")
-    t.add_argument("--batch-size", type=_positive, default=8, metavar="N")
+    t.add_argument("--iters", type=positive_int, default=100_000, metavar="N", help="total iterations (default: 100000)")
+    t.add_argument("--batch-size", type=positive_int, default=8, metavar="N")
     t.add_argument("--out", default="fastgan-run", metavar="DIR", help="run folder (default: fastgan-run)")
     t.add_argument("--no-noise", action="store_true", help="turn off noise injection (the paper's runs)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoint.pt")
     t.add_argument("--recon-loss", choices=("lpips", "l1"), default="lpips",
                    help="discriminator reconstruction loss: upstream's LPIPS (needs VGG16 weights) or L1 (offline)")
-    t.add_argument("--ngf", type=_positive, default=64, help="generator width (upstream: 64)")
-    t.add_argument("--ndf", type=_positive, default=64, help="discriminator width (upstream: 64)")
-    t.add_argument("--save-every", type=_positive, default=5000, metavar="N", help="checkpoint interval")
-    t.add_argument("--sample-every", type=_positive, default=1000, metavar="N", help="sample-grid interval")
+    t.add_argument("--ngf", type=positive_int, default=64, help="generator width (upstream: 64)")
+    t.add_argument("--ndf", type=positive_int, default=64, help="discriminator width (upstream: 64)")
+    t.add_argument("--save-every", type=positive_int, default=5000, metavar="N", help="checkpoint interval")
+    t.add_argument("--sample-every", type=positive_int, default=1000, metavar="N", help="sample-grid interval")
     t.add_argument("--workers", type=int, default=2, help="image decoding processes (0: in the main process)")
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     t.add_argument("--seed", type=int, default=0)
@@ -68,12 +62,12 @@ def add_parser(sub) -> None:
 
     s = cmds.add_parser("sample", help="write N images from a generator checkpoint")
     s.add_argument("--checkpoint", required=True, metavar="FILE", help="generator_*.pt, checkpoint.pt, or upstream's N.pth")
-    s.add_argument("--n", type=_positive, default=64, metavar="N", help="number of images (default: 64)")
+    s.add_argument("--n", type=positive_int, default=64, metavar="N", help="number of images (default: 64)")
     s.add_argument("--out", required=True, metavar="DIR", help="folder for 00000.png, 00001.png, ...")
     s.add_argument("--fastgan-dir", metavar="DIR", help="FastGAN checkout (default: the one used for training, then $FASTGAN_DIR)")
     s.add_argument("--topk", type=_fraction_or_zero, default=None, metavar="F", help="override / set Top-K (upstream checkpoints have none)")
     s.add_argument("--layer", default=None, metavar="NAME", help="override the Top-K block")
-    s.add_argument("--batch-size", type=_positive, default=16)
+    s.add_argument("--batch-size", type=positive_int, default=16)
     s.add_argument("--bn", choices=("batch", "running"), default="batch",
                    help="BatchNorm statistics: batch (upstream's eval.py) or running")
     s.add_argument("--seed", type=int, default=0)

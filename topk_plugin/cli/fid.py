@@ -10,17 +10,11 @@ import json
 import sys
 
 from .._io import json_safe
+from .argtypes import positive_int
 from .integration import load_integration
 
 
 HELP = "FID and KID of a generator checkpoint or image folder against real images (torch-fidelity)"
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be >= 1")
-    return value
 
 
 def add_parser(sub) -> None:
@@ -32,19 +26,19 @@ def add_parser(sub) -> None:
                    help="generator checkpoint(s) (fastgan train output or upstream .pth) or image folder(s); "
                         "several (e.g. three training runs) are pooled into one mean +- std")
     p.add_argument("--real", required=True, metavar="DIR", help="folder of real images (e.g. the training set)")
-    p.add_argument("--n", "--num-samples", dest="num_samples", type=_positive, default=3000, metavar="N",
+    p.add_argument("--n", "--num-samples", dest="num_samples", type=positive_int, default=3000, metavar="N",
                    help="samples drawn from each generator (default: 3000)")
-    p.add_argument("--repeats", type=_positive, default=1, metavar="N",
+    p.add_argument("--repeats", type=positive_int, default=1, metavar="N",
                    help="evaluations per input with seeds seed, seed+1, ... (paper: 3 runs)")
     p.add_argument("--feature-extractor", default="inception-v3-compat", metavar="NAME")
     p.add_argument("--feature-weights", metavar="FILE", help="local weights of the feature extractor (offline use)")
-    p.add_argument("--image-size", type=_positive, default=None, metavar="PX",
+    p.add_argument("--image-size", type=positive_int, default=None, metavar="PX",
                    help="size folder images are brought to (default: the generator's, else 256)")
     p.add_argument("--resize", choices=("squash", "center-crop", "none"), default="squash",
                    help="how folder images become square (default: squash, like FastGAN's loader)")
-    p.add_argument("--kid-subset-size", type=_positive, default=1000, help="capped at the smallest sample count")
-    p.add_argument("--kid-subsets", type=_positive, default=100)
-    p.add_argument("--batch-size", type=_positive, default=64)
+    p.add_argument("--kid-subset-size", type=positive_int, default=1000, help="capped at the smallest sample count")
+    p.add_argument("--kid-subsets", type=positive_int, default=100)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--seed", type=int, default=2020)
     p.add_argument("--bn", choices=("batch", "running"), default="batch",
                    help="generator BatchNorm statistics while sampling (default: batch, like upstream's eval.py)")

@@ -61,12 +61,13 @@ def timm_default(model: nn.Module) -> Placement:
 
 
 def _trace_outputs(model: nn.Module, prefix: str, size: int) -> list[tuple[str, object]]:
-    """(name, output shape or None for non-tensors) of ``prefix`` and its descendants,
-    in the order their calls finish, for one forward at ``size`` px."""
+    """(name, output shape or None for non-tensors) of ``prefix`` and its descendants
+    (every module for ``prefix=""``), in the order their calls finish, for one
+    forward at ``size`` px."""
     finished: list[tuple[str, object]] = []
     handles = []
     for name, module in model.named_modules():
-        if name == prefix or name.startswith(prefix + "."):
+        if not prefix or name == prefix or name.startswith(prefix + "."):
             def record(_module, _inputs, output, name=name):
                 shape = tuple(output.shape) if isinstance(output, torch.Tensor) else None
                 finished.append((name, shape))
@@ -112,26 +113,7 @@ def _single_tensor_layer(model: nn.Module, name: str, reduction: int) -> str:
 
 def torchvision_default(model: nn.Module, size: int = TRACE_SIZE) -> Placement:
     """Rule ``tv-stage8``: one forward at ``size`` px to find the reduction-8 stage's end."""
-    finished: list[tuple[str, tuple]] = []
-    handles = []
-    for name, module in model.named_modules():
-        if not name:
-            continue
-
-        def record(_module, _inputs, output, name=name):
-            if isinstance(output, torch.Tensor):
-                finished.append((name, tuple(output.shape)))
-
-        handles.append(module.register_forward_hook(record))
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, 3, size, size))
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
+    finished = [(n, shape) for n, shape in _trace_outputs(model, "", size) if n and shape is not None]
     stage8 = [
         name
         for name, shape in finished
