@@ -91,6 +91,6 @@ def test_missing_pretrained_weights_name_the_option(monkeypatch):
     def offline(*a, **k):
         raise OSError("no network")
 
-    monkeypatch.setattr(torchvision.models, "get_model", offline)
+    monkeypatch.setattr(torchvision.models, "get_model_builder", lambda name: offline)
     with pytest.raises(BackboneError, match="--weights FILE"):
         load_backbone("vgg16")

@@ -1,8 +1,7 @@
 """Building a frozen backbone by name, offline when local weights are given.
 
-Thin on purpose: the torchvision or timm constructor plus a local state dict;
-the model zoo (``topk_plugin.zoo.weights``) supplies the offline weights that
-pip packages ship. ``weights`` is one of
+Thin on purpose: :func:`topk_plugin.zoo.create_model` builds the model and
+loads the weights (local files, the offline weights that pip packages ship). ``weights`` is one of
 
 * ``None``: the library's pretrained weights (downloads; a clear error names
   ``--weights`` when that fails offline). For bases with offline weights in the
@@ -15,7 +14,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
 
 __all__ = ["load_backbone", "BackboneError"]
@@ -23,23 +21,6 @@ __all__ = ["load_backbone", "BackboneError"]
 
 class BackboneError(ValueError):
     """The backbone or its weights could not be built; the message says what to pass."""
-
-
-def _offline_state_dict(name: str):
-    """The zoo's offline weights for ``name``, or None when it has none."""
-    try:
-        from ..zoo.weights import OFFLINE_SOURCES, offline_state_dict
-    except ImportError:
-        return None
-    return offline_state_dict(name) if name in OFFLINE_SOURCES else None
-
-
-def _offline_available(name: str) -> bool:
-    try:
-        from ..zoo.weights import OFFLINE_SOURCES
-    except ImportError:
-        return False
-    return name in OFFLINE_SOURCES
 
 
 def _hint(name: str) -> str:
@@ -50,52 +31,36 @@ def _hint(name: str) -> str:
     )
 
 
-def _fallback(name: str, weights) -> nn.Module:
-    import timm
+def load_backbone(name: str, weights=None) -> nn.Module:
+    """The model ``name`` in eval mode with frozen parameters (see module doc for ``weights``).
+
+    Built by :func:`topk_plugin.zoo.create_model`; torchvision's model wins when
+    both libraries have the name, because the default layer tables use its names.
+    """
     import torchvision
 
-    pretrained = weights is None
-    if name in torchvision.models.list_models():
-        return torchvision.models.get_model(name, weights="DEFAULT" if pretrained else None)
-    if timm.is_model(name):
-        return timm.create_model(name, pretrained=pretrained)
-    import difflib
+    from ..zoo import WeightsUnavailableError, create_model
+    from ..zoo.factory import UnknownModelError, default_pretrained
 
-    close = difflib.get_close_matches(name, torchvision.models.list_models() + timm.list_models(), n=5, cutoff=0.6)
-    hint = f"; closest: {', '.join(close)}" if close else ""
-    raise BackboneError(f"{name!r} is neither a torchvision nor a timm model{hint}")
-
-
-def _load_state_dict(model: nn.Module, path: Path) -> None:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    model.load_state_dict(state)
-
-
-def load_backbone(name: str, weights=None) -> nn.Module:
-    """The model ``name`` in eval mode with frozen parameters (see module doc for ``weights``)."""
     if weights is not None and weights not in ("offline", "random"):
         path = Path(weights)
         if not path.is_file():
             raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
-    if weights is None and _offline_available(name):
-        weights = "offline"  # no download when a pip package ships the weights
+    source = "torchvision" if name in torchvision.models.list_models() else None
+    if weights is None:
+        options = dict(pretrained=default_pretrained(name, source))
+    elif weights in ("offline", "random"):
+        options = dict(pretrained="offline" if weights == "offline" else False)
+    else:
+        options = dict(weights_path=weights)
     try:
-        model = _fallback(name, weights if weights is None else "random")
-        if weights == "offline":
-            state = _offline_state_dict(name)
-            if state is None:
-                raise BackboneError(f"no offline weights are known for {name!r}; {_hint(name)}")
-            model.load_state_dict(state)
-        elif weights not in (None, "random"):
-            _load_state_dict(model, Path(weights))
-    except BackboneError:
-        raise
-    except (OSError, RuntimeError) as err:  # downloads offline, hub errors, missing offline package
+        model = create_model(name, source=source, **options)
+    except UnknownModelError as err:
+        raise BackboneError(str(err)) from err
+    except (WeightsUnavailableError, OSError, RuntimeError) as err:  # offline downloads, hub errors
         if weights is None:
             raise BackboneError(f"could not get pretrained weights for {name!r} ({err}); {_hint(name)}") from err
-        raise BackboneError(f"could not build {name!r} with weights={str(weights)!r}: {err}") from err
+        raise BackboneError(f"could not build {name!r} with weights={str(weights)!r}: {err}; {_hint(name)}") from err
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

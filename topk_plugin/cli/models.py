@@ -13,15 +13,11 @@ def load_model(name: str, weights: str | None = None) -> nn.Module:
     that a pip package ships when there are some (offline), else the hub's.
     """
     from ..zoo import create_model
-    from ..zoo.factory import _split_prefix
-    from ..zoo.names import is_variant_name, parse_variant_name
-    from ..zoo.weights import OFFLINE_SOURCES
+    from ..zoo.factory import default_pretrained
 
     if weights is not None:
         return create_model(name, weights_path=weights)
-    arch = _split_prefix(name, None)[0].partition(".")[0]
-    base = parse_variant_name(arch).base if is_variant_name(arch) else arch
-    return create_model(name, pretrained="offline" if base in OFFLINE_SOURCES else True)
+    return create_model(name, pretrained=default_pretrained(name))
 
 
 def placement(name: str, model: nn.Module, layers: list[str] | None) -> tuple[list[str], int]:

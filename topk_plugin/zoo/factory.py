@@ -18,7 +18,7 @@ from .timm_registry import build_timm
 from .torchvision_registry import build_torchvision
 from .weights import OFFLINE_SOURCES, WeightsUnavailableError, load_weights_file, offline_state_dict
 
-__all__ = ["create_model", "resolve_source", "placement_of"]
+__all__ = ["create_model", "resolve_source", "placement_of", "default_pretrained", "UnknownModelError"]
 
 _PREFIXES = {"timm": "timm", "tv": "torchvision", "torchvision": "torchvision"}
 
@@ -173,3 +173,12 @@ def placement_of(name: str, model=None, *, source: str | None = None):
     base = parse_variant_name(arch).base if is_variant_name(arch) else arch
     lib = resolve_source(base, source)
     return timm_placement(base, model) if lib == "timm" else torchvision_placement(base, model)
+
+
+def default_pretrained(name: str, source: str | None = None):
+    """``"offline"`` when a pip package ships ``name``'s weights, else ``True`` (the hub):
+    what a command should load when the user names a model but no weights."""
+    plain, source = _split_prefix(name, source)
+    arch = plain.partition(".")[0]
+    base = parse_variant_name(arch).base if is_variant_name(arch) else arch
+    return "offline" if base in OFFLINE_SOURCES else True
