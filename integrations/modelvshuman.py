@@ -49,8 +49,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from topk_plugin.shape_bias.evaluate import IMAGENET_MEAN, IMAGENET_STD, model_normalization
 from topk_plugin.shape_bias.metrics import ShapeBiasResult, shape_bias
 from topk_plugin.shape_bias.mvh_csv import csv_name, read_trials
+from topk_plugin.zoo.weights import load_weights_file
 
 __all__ = [
     "ModelVsHumanError",
@@ -87,8 +89,8 @@ INSTALL_HINT = (
 STAND_IN_MODULES = ("tensorflow", "tensorflow_hub", "clip", "skimage", "skimage.transform")
 _STAND_IN_MARK = "__topk_plugin_stand_in__"
 
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)  # what model-vs-human's loader normalises with
-_IMAGENET_STD = (0.229, 0.224, 0.225)
+# what model-vs-human's loader normalises with: ImageNet's statistics
+_IMAGENET_MEAN, _IMAGENET_STD = IMAGENET_MEAN, IMAGENET_STD
 
 
 class ModelVsHumanError(RuntimeError):
@@ -370,36 +372,19 @@ def _check_normalization(normalization) -> None:
         raise ValueError(f"normalization must be 'auto', None or (mean, std) with 3 values each, got {normalization!r}")
 
 
-def _load_state_dict(path: str) -> dict:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model", "state_dict_ema", "model_ema"):
-        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
-            state = state[key]
-            break
-    if not isinstance(state, Mapping):
-        raise ValueError(f"{path} does not hold a state dict")
-    return dict(state)
-
-
 def _build(source, weights_path: str | None, normalization):
     """The module model-vs-human will call: weights loaded, input re-normalised if needed."""
     if isinstance(source, str):
-        try:
-            from topk_plugin.zoo import create_model  # the name-based path stays thin on purpose
-        except ImportError as err:
-            raise ImportError(
-                f"cannot build {source!r} by name: topk_plugin.zoo.create_model is not available ({err}); "
-                "register an nn.Module or a zero-argument factory instead"
-            ) from err
+        from topk_plugin.zoo import create_model
+
         model = create_model(source, pretrained=weights_path is None, weights_path=weights_path)
     else:
         model = source if isinstance(source, nn.Module) else source()
         if not isinstance(model, nn.Module):
             raise TypeError(f"the factory returned {type(model).__name__}, not an nn.Module")
         if weights_path is not None:
-            model.load_state_dict(_load_state_dict(weights_path))
+            model.load_state_dict(load_weights_file(weights_path))
     if normalization == "auto":
-        from topk_plugin.shape_bias.evaluate import model_normalization
 
         normalization = model_normalization(model)
     if normalization is not None:
