@@ -219,23 +219,17 @@ def register_module_extractor(name: str, build: Callable[[], nn.Module], *, inpu
 
 def _timm_builder(arch: str, pretrained: bool):
     def build(weights_path):
-        import timm
+        from ..zoo import WeightsUnavailableError, create_model
+        from ..zoo.factory import default_pretrained
 
+        name = f"timm:{arch}"
         if weights_path is not None:
-            from ..zoo.weights import load_weights_file
-
-            return timm.create_model(arch, pretrained=True,
-                                     pretrained_cfg_overlay=dict(state_dict=load_weights_file(weights_path)))
+            return create_model(name, weights_path=weights_path)
         if not pretrained:
-            return timm.create_model(arch, pretrained=False)
-        from ..zoo import weights as zw
-
-        if arch in zw.OFFLINE_SOURCES:
-            return timm.create_model(arch, pretrained=True,
-                                     pretrained_cfg_overlay=dict(state_dict=zw.offline_state_dict(arch)))
-        try:
-            return timm.create_model(arch, pretrained=True)
-        except OSError as error:
+            return create_model(name, pretrained=False)
+        try:  # weights a pip package ships (offline) when there are some, else the hub
+            return create_model(name, pretrained=default_pretrained(name))
+        except WeightsUnavailableError as error:
             raise FeatureWeightsUnavailableError(
                 f"could not download the pretrained weights of timm {arch!r} ({error}); pass "
                 f"--feature-weights FILE (a state dict), or use --feature-extractor offline"
