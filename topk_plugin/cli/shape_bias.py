@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -103,11 +104,10 @@ def _from_model(args, out: Path) -> tuple[list[dict], list[ShapeBiasResult]]:
     rows, results = [], []
     for f in args.topk:
         name = _variant_name(args.model, f)
-        if f == 0:
-            ev = evaluate_model(model, dataset, name=name, batch_size=args.batch_size, workers=args.workers, progress=not args.json or sys.stderr.isatty())
-        else:
-            with sparsified(model, layers, f, channel_dim=channel_dim):
-                ev = evaluate_model(model, dataset, name=name, batch_size=args.batch_size, workers=args.workers, progress=not args.json or sys.stderr.isatty())
+        topk = contextlib.nullcontext() if f == 0 else sparsified(model, layers, f, channel_dim=channel_dim)
+        with topk:
+            ev = evaluate_model(model, dataset, name=name, batch_size=args.batch_size, workers=args.workers,
+                                progress=not args.json or sys.stderr.isatty())
         csv_path = write_trials(ev.trials, name, out)
         rows.append(_row(ev.result, None if f == 0 else f, ev.seconds, layers=None if f == 0 else list(layers), csv=str(csv_path)))
         results.append(ev.result)
