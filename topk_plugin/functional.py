@@ -268,8 +268,9 @@ def _spatial_topk_kernel(x, k, ties, mode, rank_by, invert, channel_dim):
     pass); otherwise the kernel writes the bool mask and ``torch.where`` applies
     it, so backward saves only that mask.
     """
-    kk = resolve_k(k, _positions(x, channel_dim))
-    if kk >= _positions(x, channel_dim) and mode == "keep" and not invert:
+    positions = _positions(x, channel_dim)
+    kk = resolve_k(k, positions)
+    if kk >= positions and mode == "keep" and not invert:
         return x  # K covers every position: the identity
     args = (kk, channel_dim, ties == "exact", rank_by == "abs", invert)
     if mode == "keep":

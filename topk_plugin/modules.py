@@ -43,15 +43,7 @@ class TopK(nn.Module):
         self.channel_dim = channel_dim
 
     def forward(self, x):
-        return spatial_topk(
-            x,
-            self.k,
-            ties=self.ties,
-            mode=self.mode,
-            rank_by=self.rank_by,
-            invert=self.invert,
-            channel_dim=self.channel_dim,
-        )
+        return spatial_topk(x, **self.options())
 
     def options(self) -> dict:
         """The constructor arguments, e.g. to build an equal ``TopK``."""
