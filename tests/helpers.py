@@ -10,7 +10,7 @@ from torch import nn
 import topk_plugin
 
 
-def _clone(value):
+def clone_value(value):
     return value.detach().clone() if isinstance(value, torch.Tensor) else value
 
 
@@ -26,10 +26,10 @@ def record_calls(model: nn.Module, names) -> tuple[dict, list]:
     modules = dict(model.named_modules())
     for name in names:
         def pre(_m, args, name=name):
-            pending[name] = tuple(_clone(a) for a in args)
+            pending[name] = tuple(clone_value(a) for a in args)
 
         def post(_m, _args, output, name=name):
-            calls[name].append((pending.pop(name), _clone(output)))
+            calls[name].append((pending.pop(name), clone_value(output)))
 
         handles.append(modules[name].register_forward_pre_hook(pre))
         handles.append(modules[name].register_forward_hook(post))
@@ -66,7 +66,7 @@ def check_sparsified(model: nn.Module, layers, k, x: torch.Tensor, method: str) 
         for name, layer_calls in calls.items():
             assert layer_calls or name not in selected, f"{name} was never called"
             for args, output in layer_calls:
-                recomputed = dense_modules[name](*(_clone(a) for a in args))
+                recomputed = dense_modules[name](*(clone_value(a) for a in args))
                 if name not in selected:
                     assert torch.equal(output, recomputed), f"{name} changed although not selected"
                     continue

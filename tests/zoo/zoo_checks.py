@@ -2,14 +2,11 @@
 from __future__ import annotations
 
 import torch
+from helpers import clone_value, record_calls
 from reference import reference_k, reference_topk
 from torch import nn
 
 from topk_plugin import TopK, sparsified_layers
-
-
-def _clone(value):
-    return value.detach().clone() if isinstance(value, torch.Tensor) else value
 
 
 def assert_placement(model: nn.Module, dense: nn.Module, layers, k, x, *, mode="keep", channel_dim=1) -> None:
@@ -26,17 +23,7 @@ def assert_placement(model: nn.Module, dense: nn.Module, layers, k, x, *, mode="
     dense_modules = dict(dense.named_modules())
     leaves = {n for n, m in dense.named_modules() if n and not list(m.children())}
     watched = sorted(leaves | set(layers))
-    calls = {name: [] for name in watched}
-    pending, handles = {}, []
-    modules = dict(model.named_modules())
-    for name in watched:
-        def pre(_m, args, name=name):
-            pending[name] = tuple(_clone(a) for a in args)
-
-        def post(_m, _args, output, name=name):
-            calls[name].append((pending.pop(name), _clone(output)))
-
-        handles += [modules[name].register_forward_pre_hook(pre), modules[name].register_forward_hook(post)]
+    calls, handles = record_calls(model, watched)
     try:
         with torch.no_grad():
             model(x)
@@ -47,7 +34,7 @@ def assert_placement(model: nn.Module, dense: nn.Module, layers, k, x, *, mode="
         for name in watched:
             assert calls[name], f"{name} never ran"
             for args, output in calls[name]:
-                recomputed = dense_modules[name](*(_clone(a) for a in args))
+                recomputed = dense_modules[name](*(clone_value(a) for a in args))
                 if name not in layers:
                     assert torch.equal(output, recomputed), f"{name} is not dense"
                     continue
