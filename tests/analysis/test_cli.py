@@ -45,9 +45,14 @@ def test_json_output(main, image_file, tmp_path, capsys, command):
     summary = json.loads(capsys.readouterr().out)  # exactly one JSON object
     assert summary["kind"] == command and summary["size"] == [64, 64]
     assert len(summary["conditions"]) == 3
-    for cond in summary["conditions"].values():
+    for name, cond in summary["conditions"].items():
         assert Image.open(cond["image"]).size == (64, 64)
-        assert cond["loss_final"] < cond["loss_initial"]
+        # L-BFGS never accepts a worse point; the Top-K losses are piecewise (the
+        # selection jumps), so 2 evaluations may end in a zero step there, but the
+        # smooth identity condition must improve.
+        assert cond["loss_final"] <= cond["loss_initial"]
+        if name in ("all", "identity"):
+            assert cond["loss_final"] < cond["loss_initial"]
     assert Image.open(summary["grid"]).height > 64
     assert json.loads(open(summary["json"]).read())["conditions"].keys() == summary["conditions"].keys()
 
@@ -94,3 +99,20 @@ def test_missing_pretrained_weights_name_the_option(monkeypatch):
     monkeypatch.setattr(torchvision.models, "get_model_builder", lambda name: offline)
     with pytest.raises(BackboneError, match="--weights FILE"):
         load_backbone("vgg16")
+
+
+def test_random_weights_repeat():
+    """--weights random is seeded: the same untrained network every time, whatever the global RNG."""
+    import torch
+
+    from topk_plugin.analysis.backbones import load_backbone
+
+    torch.manual_seed(1)
+    a = load_backbone("squeezenet1_1", "random")
+    torch.manual_seed(2)
+    b = load_backbone("squeezenet1_1", "random")
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(pa, pb), name
+    after_build = torch.rand(1)  # the caller's RNG stream is left as it was
+    torch.manual_seed(2)
+    assert torch.equal(after_build, torch.rand(1))

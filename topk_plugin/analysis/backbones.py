@@ -7,16 +7,20 @@ loads the weights (local files, the offline weights that pip packages ship). ``w
   ``--weights`` when that fails offline). For bases with offline weights in the
   zoo (e.g. ``tf_efficientnet_lite0``) those are used, no download;
 * ``"offline"``: the zoo's offline weights (a pip package ships them);
-* ``"random"``: random initialisation (smoke tests, debugging);
+* ``"random"``: random initialisation, drawn from a fixed seed so the same
+  untrained network comes back every run (smoke tests, debugging);
 * a path: a state dict of the plain (dense) model.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch import nn
 
-__all__ = ["load_backbone", "BackboneError"]
+__all__ = ["load_backbone", "BackboneError", "RANDOM_INIT_SEED"]
+
+RANDOM_INIT_SEED = 0
 
 
 class BackboneError(ValueError):
@@ -54,7 +58,9 @@ def load_backbone(name: str, weights=None) -> nn.Module:
     else:
         options = dict(weights_path=weights)
     try:
-        model = create_model(name, source=source, **options)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_INIT_SEED)  # only matters for weights="random"
+            model = create_model(name, source=source, **options)
     except UnknownModelError as err:
         raise BackboneError(str(err)) from err
     except (WeightsUnavailableError, OSError, RuntimeError) as err:  # offline downloads, hub errors
