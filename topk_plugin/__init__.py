@@ -4,9 +4,9 @@ Li, Wen, Li, Lee, "Emergence of Shape Bias in Convolutional Neural Networks
 through Activation Sparsity", NeurIPS 2023.
 """
 from . import functional
-from .functional import spatial_topk
+from .functional import random_k, spatial_topk
 from .layers import LayerInfo, UnknownLayerError, format_table, list_layers
-from .modules import TopK
+from .modules import RandomK, TopK
 from .summary import SparsityRow, sparsity_summary
 from .surgery import NotATensorError, sparsified, sparsified_layers, sparsify, unsparsify
 
@@ -23,7 +23,9 @@ __all__ = [
     "zoo",
     "create_model",
     "spatial_topk",
+    "random_k",
     "TopK",
+    "RandomK",
     "sparsify",
     "unsparsify",
     "sparsified",

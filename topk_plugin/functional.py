@@ -44,7 +44,10 @@ import torch
 
 from . import _select_ops
 
-__all__ = ["spatial_topk", "resolve_k", "topk_mask", "validate_k", "check_options", "TIES", "MODES", "RANK_BY"]
+__all__ = [
+    "spatial_topk", "random_k", "random_mask", "resolve_k", "topk_mask", "validate_k", "check_options",
+    "TIES", "MODES", "RANK_BY",
+]
 
 TIES = ("exact", "threshold")
 MODES = ("keep", "mean")
@@ -252,6 +255,53 @@ def spatial_topk(
     return unflatten(_mean_fill(rows, mask, dim))
 
 
+def random_mask(x: torch.Tensor, k, *, generator: torch.Generator | None = None, channel_dim: int = 1) -> torch.Tensor:
+    """Bool mask of K uniformly random positions per (sample, channel), laid out like ``x``.
+
+    The positions are the Top-K of i.i.d. uniform noise drawn from ``generator``
+    (on ``x``'s device; default: the global RNG), so the count is exactly the
+    K of :func:`resolve_k` and a seeded generator repeats the draw.
+    """
+    _check_input(x, channel_dim)
+    noise = torch.empty_like(x, dtype=torch.float32).uniform_(generator=generator)
+    return topk_mask(noise, k, rank_by="value", channel_dim=channel_dim)
+
+
+def random_k(
+    x: torch.Tensor,
+    k,
+    *,
+    generator: torch.Generator | None = None,
+    mode: str = "keep",
+    invert: bool = False,
+    channel_dim: int = 1,
+) -> torch.Tensor:
+    """The control for :func:`spatial_topk`: keep K *random* positions per (sample, channel).
+
+    Same K rule, layouts, modes and gradient as ``spatial_topk``; only the
+    selection ignores the values. A fresh draw per call from ``generator``
+    (seed it for reproducible runs; ``topk_plugin.RandomK`` holds one).
+    """
+    check_options("exact", mode, "abs")
+    mask = random_mask(x, k, generator=generator, channel_dim=channel_dim)
+    if invert:
+        mask = ~mask
+    if mode == "keep":
+        return torch.where(mask, x, 0.0)
+    return _mean_fill_like(x, mask, channel_dim)
+
+
+def _mean_fill_like(x: torch.Tensor, mask: torch.Tensor, channel_dim: int) -> torch.Tensor:
+    """Mean replacement for a mask shaped like ``x`` (whatever the mask's strides)."""
+    rows, dim, unflatten = _rows(x, channel_dim)
+    c_dim = channel_dim % x.ndim
+    if dim == 1:
+        mask_rows = mask.movedim(c_dim, -1).reshape(rows.shape)
+    else:
+        mask_rows = mask.movedim(c_dim, 1).reshape(rows.shape)
+    return unflatten(_mean_fill(rows, mask_rows, dim))
+
+
 def _mean_fill(rows: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
     """Mean replacement: the mean of the selected entries of each row at every selected entry."""
     acc = torch.float64 if rows.dtype == torch.float64 else torch.float32
@@ -277,11 +327,4 @@ def _spatial_topk_kernel(x, k, ties, mode, rank_by, invert, channel_dim):
         if not (torch.is_grad_enabled() and x.requires_grad):
             return _select_ops.topk_keep_op(x, *args)
         return torch.where(_select_ops.topk_mask_op(x.detach(), *args), x, 0.0)
-    mask = _select_ops.topk_mask_op(x.detach(), *args)
-    rows, dim, unflatten = _rows(x, channel_dim)
-    c_dim = channel_dim % x.ndim  # view the mask exactly as ``rows``, whatever its strides
-    if dim == 1:
-        mask_rows = mask.movedim(c_dim, -1).reshape(rows.shape)
-    else:
-        mask_rows = mask.movedim(c_dim, 1).reshape(rows.shape)
-    return unflatten(_mean_fill(rows, mask_rows, dim))
+    return _mean_fill_like(x, _select_ops.topk_mask_op(x.detach(), *args), channel_dim)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .modules import TopK
+from .modules import RandomK, TopK
 
 __all__ = ["LayerInfo", "UnknownLayerError", "list_layers", "resolve_layers", "format_table", "forward_with_hooks"]
 
@@ -36,11 +36,11 @@ class LayerInfo:
 
 
 def _named_targets(model: nn.Module) -> dict[str, nn.Module]:
-    """Every named submodule except the root and our own TopK modules."""
+    """Every named submodule except the root and our own TopK/RandomK modules."""
     return {
         name: module
         for name, module in model.named_modules()
-        if name and not isinstance(module, TopK)
+        if name and not isinstance(module, (TopK, RandomK))
     }
 
 

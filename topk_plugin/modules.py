@@ -1,16 +1,19 @@
-"""``TopK``: the thin ``nn.Module`` around :func:`topk_plugin.functional.spatial_topk`."""
+"""Thin ``nn.Module`` wrappers: ``TopK`` around :func:`~topk_plugin.functional.spatial_topk`,
+``RandomK`` around its control :func:`~topk_plugin.functional.random_k`."""
 from __future__ import annotations
 
 import torch.fx
 from torch import nn
 
-from .functional import check_options, spatial_topk, validate_k
+import torch
+
+from .functional import check_options, random_k, spatial_topk, validate_k
 
 # FX symbolic tracing (torchvision's feature extraction, timm's FX features) then
 # records one spatial_topk call instead of failing on shape arithmetic.
 torch.fx.wrap("spatial_topk")
 
-__all__ = ["TopK"]
+__all__ = ["TopK", "RandomK"]
 
 
 class TopK(nn.Module):
@@ -59,5 +62,58 @@ class TopK(nn.Module):
     def extra_repr(self) -> str:
         defaults = dict(ties="exact", mode="keep", rank_by="abs", invert=False, channel_dim=1)
         parts = [f"k={self.k!r}"]
+        parts += [f"{key}={value!r}" for key, value in self.options().items() if key in defaults and defaults[key] != value]
+        return ", ".join(parts)
+
+
+class RandomK(nn.Module):
+    """Keep K random positions per (sample, channel): the control for ``TopK``.
+
+    Each forward draws a new selection from a generator seeded with ``seed``
+    (one per device, made on first use), so a model with ``RandomK`` layers
+    gives the same outputs for the same inputs in the same order, run after
+    run. ``reset()`` restarts the stream; a copy (``deepcopy``, ``torch.save``)
+    restarts it too. CPU and CUDA streams differ. Like ``TopK`` it has no
+    parameters or buffers, so ``state_dict`` is unchanged.
+    """
+
+    def __init__(self, k, *, seed: int = 0, mode: str = "keep", invert: bool = False, channel_dim: int = 1):
+        super().__init__()
+        validate_k(k)
+        check_options("exact", mode, "abs")
+        if channel_dim not in (1, -1):
+            raise ValueError(f"channel_dim must be 1 (n, c, *spatial) or -1 (n, tokens, c), got {channel_dim}")
+        self.k = k
+        self.seed = int(seed)
+        self.mode = mode
+        self.invert = bool(invert)
+        self.channel_dim = channel_dim
+        self._generators: dict = {}
+
+    def reset(self) -> None:
+        """Start the random stream again from ``seed``."""
+        self._generators = {}
+
+    def _generator(self, device: torch.device) -> torch.Generator:
+        if device not in self._generators:
+            self._generators[device] = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generators[device]
+
+    def forward(self, x):
+        return random_k(x, self.k, generator=self._generator(x.device), mode=self.mode, invert=self.invert,
+                        channel_dim=self.channel_dim)
+
+    def options(self) -> dict:
+        """The constructor arguments, e.g. to build an equal ``RandomK``."""
+        return dict(k=self.k, seed=self.seed, mode=self.mode, invert=self.invert, channel_dim=self.channel_dim)
+
+    def __getstate__(self):
+        state = super().__getstate__().copy()
+        state["_generators"] = {}  # generators do not pickle; a copy restarts from seed
+        return state
+
+    def extra_repr(self) -> str:
+        defaults = dict(mode="keep", invert=False, channel_dim=1)
+        parts = [f"k={self.k!r}", f"seed={self.seed}"]
         parts += [f"{key}={value!r}" for key, value in self.options().items() if key in defaults and defaults[key] != value]
         return ", ".join(parts)

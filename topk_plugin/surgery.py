@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import operator
+import zlib
 from collections import OrderedDict
 from collections.abc import Mapping
 
@@ -24,11 +25,13 @@ import torch.fx
 from torch import nn
 
 from .layers import resolve_layers
-from .modules import TopK
+from .modules import RandomK, TopK
 
-__all__ = ["sparsify", "unsparsify", "sparsified", "sparsified_layers", "METHODS"]
+__all__ = ["sparsify", "unsparsify", "sparsified", "sparsified_layers", "METHODS", "OPS"]
 
 METHODS = ("module", "hook")
+# What sparsify puts after a layer: the Top-K op, or its control (K random positions).
+OPS = {"topk": TopK, "random": RandomK}
 CHILD_NAME = "topk"
 
 
@@ -160,8 +163,8 @@ def _hook_keys(module: nn.Module) -> list[int]:
 # --- public API -------------------------------------------------------------------
 
 
-def sparsified_layers(model: nn.Module) -> dict[str, TopK]:
-    """``{layer name: TopK}`` for every layer of ``model`` that has Top-K applied."""
+def sparsified_layers(model: nn.Module) -> dict[str, TopK | RandomK]:
+    """``{layer name: TopK or RandomK}`` for every layer of ``model`` that ``sparsify`` changed."""
     found = {}
     for name, module in model.named_modules():
         if _is_swapped(module):
@@ -171,12 +174,21 @@ def sparsified_layers(model: nn.Module) -> dict[str, TopK]:
     return found
 
 
-def _make_topk(layer_k, options: dict) -> TopK:
-    if isinstance(layer_k, TopK):
-        return TopK(**layer_k.options())
-    if isinstance(layer_k, Mapping):
-        return TopK(**{**options, **layer_k})
-    return TopK(layer_k, **options)
+def _layer_seed(seed: int, name: str) -> int:
+    """Each layer's own random stream, fixed by ``seed`` and the layer name."""
+    return (int(seed) * 1_000_003 + zlib.crc32(name.encode())) % (1 << 62)
+
+
+def _make_op(name: str, layer_k, op: str, options: dict, seed: int) -> TopK | RandomK:
+    if isinstance(layer_k, (TopK, RandomK)):
+        return type(layer_k)(**layer_k.options())
+    settings = {**options, **layer_k} if isinstance(layer_k, Mapping) else {**options, "k": layer_k}
+    if op == "topk":
+        return TopK(**settings)
+    for key, default in (("ties", "exact"), ("rank_by", "abs")):
+        if settings.pop(key) != default:
+            raise ValueError(f"{key}= has no meaning for op='random' (it ignores the values); leave it at {default!r}")
+    return RandomK(**settings, seed=_layer_seed(seed, name))
 
 
 def sparsify(
@@ -185,13 +197,15 @@ def sparsify(
     k=None,
     *,
     method: str = "module",
+    op: str = "topk",
+    seed: int = 0,
     ties: str = "exact",
     mode: str = "keep",
     rank_by: str = "abs",
     invert: bool = False,
     channel_dim: int = 1,
 ) -> nn.Module:
-    """Apply spatial Top-K to the output of each selected layer, in place.
+    """Apply spatial Top-K (or its random-K control) to the output of each selected layer, in place.
 
     Args:
         model: any ``nn.Module`` (timm, torchvision, your own).
@@ -200,14 +214,21 @@ def sparsify(
             these to its own k (or to a dict of ``TopK`` options).
         k: fraction in (0, 1] or int count, for layers without their own.
         method: ``"module"`` (visible ``TopK`` children) or ``"hook"``.
+        op: ``"topk"`` (``TopK``) or ``"random"`` (``RandomK``: K random
+            positions per channel, the control for Top-K; same K rule).
+        seed: for ``op="random"``; each layer draws from its own stream,
+            fixed by ``seed`` and the layer name.
         ties, mode, rank_by, invert, channel_dim: see
-            :func:`topk_plugin.functional.spatial_topk`.
+            :func:`topk_plugin.functional.spatial_topk` (``ties`` and
+            ``rank_by`` do not apply to ``op="random"``).
 
     Returns ``model`` itself. Undo with :func:`unsparsify`. A module reached
     several times in one forward (e.g. a shared ReLU) is sparsified at each call.
     """
     if method not in METHODS:
         raise ValueError(f"method={method!r} is not one of {', '.join(map(repr, METHODS))}")
+    if op not in OPS:
+        raise ValueError(f"op={op!r} is not one of {', '.join(map(repr, OPS))}")
     options = dict(ties=ties, mode=mode, rank_by=rank_by, invert=invert, channel_dim=channel_dim)
     chosen = resolve_layers(model, layers, k)
     modules = dict(model.named_modules())
@@ -218,7 +239,7 @@ def sparsify(
             raise ValueError(f"layer {name!r} is already sparsified ({already[name]!r}); call unsparsify first")
         if method == "module" and CHILD_NAME in modules[name]._modules:
             raise ValueError(f"layer {name!r} already has a child named {CHILD_NAME!r}; use method='hook'")
-        topks[name] = _make_topk(layer_k, options)
+        topks[name] = _make_op(name, layer_k, op, options, seed)
     for name, topk in topks.items():
         module = modules[name]
         if method == "module":
