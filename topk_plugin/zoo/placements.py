@@ -70,6 +70,7 @@ TORCHVISION: dict[str, Placement] = {
 
 TIMM: dict[str, Placement] = {
     "resnet18": Placement(("layer2",), "paper", note="after layer2; best K 20%"),
+    "resnet18_cifar": Placement(("layer2",), "paper", note="the authors' CIFAR-style ResNet-18 (zoo/cifar_resnet.py); best K 20%"),
     "resnet34": Placement(("layer2",), "timm-stage8"),
     "resnet50": Placement(("layer2",), "timm-stage8"),
     "vgg16": Placement(VGG16_PAPER, "paper", note="after every max-pool; best K 5%"),

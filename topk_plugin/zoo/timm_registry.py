@@ -14,6 +14,7 @@ from collections import deque
 import timm
 from timm.models import get_arch_pretrained_cfgs, is_model, model_entrypoint, register_model, split_model_name_tag
 
+from . import cifar_resnet  # noqa: F401  (registers resnet18_cifar with timm before register_timm)
 from .apply import apply_placement
 from .names import EAGER_PCTS, MODES, VariantName
 from .placements import TIMM, Placement
