@@ -24,9 +24,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import os
 import random
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +36,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .._io import atomic_write_json
+from ._checkpoint import atomic_torch_save, check_fixed_settings
+from ._checkpoint import rng_state as _rng_state
+from ._checkpoint import set_rng_state as _set_rng_state
 from ..functional import validate_k
 from . import fastgan as fg
 
@@ -180,44 +181,6 @@ class _InfiniteSampler(Sampler):
 # --- checkpoints ------------------------------------------------------------------------------
 
 
-def atomic_torch_save(obj, path) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, then rename: never half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _rng_state() -> dict:
-    keys, pos, has_gauss, cached = np.random.get_state()[1:]
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def _ema_state(g_ema: nn.Module, netG: nn.Module) -> dict:
     """EMA parameters with the live model's buffers (upstream averages parameters only)."""
     with torch.no_grad():
@@ -274,10 +237,7 @@ def _resolve_device(name: str | None) -> torch.device:
 
 
 def _check_resume(saved: dict, cfg: dict) -> None:
-    diff = [f"{k}: checkpoint {saved.get(k)!r} vs now {cfg.get(k)!r}" for k in _FIXED_ON_RESUME
-            if json.loads(json.dumps(saved.get(k))) != json.loads(json.dumps(cfg.get(k)))]
-    if diff:
-        raise ValueError("cannot resume with different settings (" + "; ".join(diff) + "); use another --out")
+    check_fixed_settings(saved, cfg, _FIXED_ON_RESUME)
 
 
 def train(config: TrainConfig, *, progress: bool = True, log=print) -> dict:
