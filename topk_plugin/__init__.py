@@ -7,6 +7,7 @@ from . import functional
 from .functional import random_k, spatial_topk
 from .layers import LayerInfo, UnknownLayerError, format_table, list_layers
 from .modules import RandomK, TopK
+from .placement_spec import PlacementSpec, load_placement
 from .summary import SparsityRow, sparsity_summary
 from .surgery import NotATensorError, sparsified, sparsified_layers, sparsify, unsparsify
 
@@ -26,6 +27,8 @@ __all__ = [
     "random_k",
     "TopK",
     "RandomK",
+    "PlacementSpec",
+    "load_placement",
     "sparsify",
     "unsparsify",
     "sparsified",

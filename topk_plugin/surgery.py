@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import operator
+import os
 import zlib
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from torch import nn
 
 from .layers import resolve_layers
 from .modules import RandomK, TopK
+from .placement_spec import PlacementSpec, load_placement
 
 __all__ = ["sparsify", "unsparsify", "sparsified", "sparsified_layers", "METHODS", "OPS"]
 
@@ -211,7 +213,9 @@ def sparsify(
         model: any ``nn.Module`` (timm, torchvision, your own).
         layers: a module name, a glob pattern (``"features.*"``), an
             ``nn.Module`` subclass, a list of these, or a dict mapping each of
-            these to its own k (or to a dict of ``TopK`` options).
+            these to its own k (or to a dict of ``TopK`` options). Or a
+            :class:`~topk_plugin.PlacementSpec` / the ``pathlib.Path`` of its
+            file: it then gives the layers, K, op and options (pass only ``method``).
         k: fraction in (0, 1] or int count, for layers without their own.
         method: ``"module"`` (visible ``TopK`` children) or ``"hook"``.
         op: ``"topk"`` (``TopK``) or ``"random"`` (``RandomK``: K random
@@ -229,6 +233,15 @@ def sparsify(
         raise ValueError(f"method={method!r} is not one of {', '.join(map(repr, METHODS))}")
     if op not in OPS:
         raise ValueError(f"op={op!r} is not one of {', '.join(map(repr, OPS))}")
+    if isinstance(layers, (PlacementSpec, os.PathLike)):
+        spec = load_placement(layers)
+        given = dict(k=k, op=op, seed=seed, ties=ties, mode=mode, rank_by=rank_by, invert=invert, channel_dim=channel_dim)
+        defaults = dict(k=None, op="topk", seed=0, ties="exact", mode="keep", rank_by="abs", invert=False, channel_dim=1)
+        clash = [key for key, value in given.items() if value != defaults[key]]
+        if clash:
+            raise ValueError(f"the placement spec sets the layers, K and options; do not also pass {', '.join(clash)} "
+                             "(edit the spec, or pass the layers and k directly)")
+        return sparsify(model, method=method, **spec.sparsify_kwargs())
     options = dict(ties=ties, mode=mode, rank_by=rank_by, invert=invert, channel_dim=channel_dim)
     chosen = resolve_layers(model, layers, k)
     modules = dict(model.named_modules())

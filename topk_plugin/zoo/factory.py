@@ -76,6 +76,7 @@ def create_model(
     *,
     weights_sha256: str | None = None,
     source: str | None = None,
+    placement=None,
     **kwargs,
 ):
     """Build ``<base>_topk<pct>[mean]`` for any timm or torchvision base.
@@ -96,6 +97,9 @@ def create_model(
         weights_sha256: expected sha256 (or its first >= 8 hex digits) of
             ``weights_path``.
         source: ``"timm"`` or ``"torchvision"``, like the name prefixes.
+        placement: a :class:`~topk_plugin.PlacementSpec` or its file's path
+            (e.g. from ``topk-plugin search-placement``), applied to the plain
+            base ``name`` instead of a ``_topk`` suffix's placement.
         **kwargs: passed to ``timm.create_model`` / the torchvision builder.
     """
     plain, source = _split_prefix(name, source)
@@ -110,9 +114,26 @@ def create_model(
         raise ValueError(f"pretrained must be True, False or 'offline', got {pretrained!r}")
     if weights_path is not None and pretrained:
         raise ValueError("pass either pretrained=... or weights_path=..., not both")
+    if placement is not None and sparse:
+        raise ValueError(f"{name!r} has a _topk suffix, which is a placement of its own; with placement=... "
+                         f"name the plain base ({variant.base!r})")
     if lib == "timm":
-        return _create_timm(name, variant, tag, pretrained, weights_path, weights_sha256, kwargs, sparse)
-    return _create_torchvision(name, variant, pretrained, weights_path, weights_sha256, kwargs, sparse)
+        model = _create_timm(name, variant, tag, pretrained, weights_path, weights_sha256, kwargs, sparse)
+    else:
+        model = _create_torchvision(name, variant, pretrained, weights_path, weights_sha256, kwargs, sparse)
+    return model if placement is None else _apply_spec(model, placement, lib)
+
+
+def _apply_spec(model, placement, source: str):
+    """Sparsify a dense model by a placement spec (``method="module"``), with the same metadata as variants."""
+    from ..placement_spec import load_placement
+    from ..surgery import sparsify
+
+    spec = load_placement(placement)
+    sparsify(model, spec, method="module")
+    model.topk_variant = dict(name=None, source=source, base=spec.model, op=spec.op, layers=dict(spec.layers),
+                              options=dict(spec.options), rule="placement spec")
+    return model
 
 
 def _create_timm(name, variant, tag, pretrained, weights_path, sha256, kwargs, sparse=True):
