@@ -62,6 +62,7 @@ def test_pretrained_top1(shared_dir, state_dict):
     assert acc >= 0.80, f"tf_efficientnet_lite0 top-1 {acc:.2f} on 100 images"
     variant = zoo.create_model("tf_efficientnet_lite0_topk10", pretrained="offline")
     assert set(sparsified_layers(variant)) == {"blocks.2"}
+    assert "state_dict" not in variant.pretrained_cfg  # the loaded weights do not stay in the config
     assert all(torch.equal(variant.state_dict()[k], v) for k, v in dense.state_dict().items())
     sparse_acc = _top1(variant, x, y)
     print(f"top-1 on 100 images: dense {acc:.2f}, tf_efficientnet_lite0_topk10 {sparse_acc:.2f}")

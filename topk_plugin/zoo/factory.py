@@ -147,7 +147,7 @@ def _create_timm(name, variant, tag, pretrained, weights_path, sha256, kwargs, s
     if tag:
         kwargs.setdefault("pretrained_cfg", tag)
     try:
-        return build_timm(variant, pretrained=load, pretrained_cfg_overlay=overlay or None, sparse=sparse, **kwargs)
+        model = build_timm(variant, pretrained=load, pretrained_cfg_overlay=overlay or None, sparse=sparse, **kwargs)
     except OSError as error:  # hub/URL unreachable, including huggingface_hub's errors
         if pretrained is not True:
             raise
@@ -155,6 +155,12 @@ def _create_timm(name, variant, tag, pretrained, weights_path, sha256, kwargs, s
             f"could not fetch the pretrained weights of timm {variant.base!r}: {error}. "
             + _offline_hint(name, variant.base)
         ) from error
+    if "state_dict" in overlay:  # loaded; a config must not carry (and print, pickle) the weights
+        for attr in ("pretrained_cfg", "default_cfg"):
+            cfg = getattr(model, attr, None)
+            if isinstance(cfg, dict) and "state_dict" in cfg:
+                setattr(model, attr, {k: v for k, v in cfg.items() if k != "state_dict"})
+    return model
 
 
 def _create_torchvision(name, variant, pretrained, weights_path, sha256, kwargs, sparse=True):
