@@ -1,0 +1,89 @@
+"""Streaming normalised image batches into a model: shared by every evaluator.
+
+Why one place: the cue-conflict evaluator, the ImageNet top-1 evaluator and the
+placement search all decode uint8 images in worker processes, normalise on the
+model's device in one vectorised op, and run the model in eval mode and
+channels_last (about 1.7x faster on these CPUs, also cuDNN's fast path).
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from .dataset import stack
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "model_normalization", "model_device", "inference", "stream_batches"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def model_normalization(model: nn.Module) -> tuple[tuple, tuple]:
+    """The model's own mean/std (timm's ``pretrained_cfg``), else ImageNet's."""
+    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}
+    return tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
+def _worker_init(_):
+    torch.set_num_threads(1)  # decoding workers must not compete with the model's threads
+
+
+@contextlib.contextmanager
+def inference(model: nn.Module, channels_last: bool = True):
+    """Eval mode (and channels_last weights) inside, the model as it was after."""
+    was_training = model.training
+    model.eval()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    try:
+        with torch.inference_mode():
+            yield model
+    finally:
+        model.train(was_training)
+        if channels_last:
+            model.to(memory_format=torch.contiguous_format)
+
+
+def stream_batches(
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    workers: int,
+    device: torch.device,
+    mean,
+    std,
+    channels_last: bool = True,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
+    """``(x, indices, wait_seconds)`` per batch: ``x`` normalised float32 on ``device``.
+
+    ``dataset`` items are ``(uint8 (3, H, W) tensor, index)``; ``wait_seconds``
+    is the time spent waiting for the decoders (decoding the model did not hide).
+    """
+    device = torch.device(device)
+    mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=stack,
+        worker_init_fn=_worker_init if workers else None,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
+    tick = time.perf_counter()
+    for images, indices in loader:
+        wait = time.perf_counter() - tick
+        x = (images.to(device, non_blocking=True).float().div_(255) - mean_t) / std_t
+        yield x.contiguous(memory_format=memory_format), indices, wait
+        tick = time.perf_counter()

@@ -1,0 +1,142 @@
+"""ImageNet top-1 on a folder of labelled images: what inference-time sparsity costs in recognition.
+
+Layout: images named ``<wnid>_<anything>.<ext>`` (e.g. ``../shared/data/imagenet-sample``)
+or inside ``<wnid>/`` folders (ImageNet's val layout after the usual reorganisation).
+The label is the wnid's index among the 1000 sorted ImageNet-1k wnids (timm's
+``ImageNetInfo``). Preprocessing is the model's own evaluation transform: timm's
+``pretrained_cfg`` (input size, crop_pct, interpolation) when the model has one,
+else torchvision's (resize 256, center crop 224, bilinear).
+"""
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import nn
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+from tqdm.auto import tqdm
+
+from .batches import inference, model_device, model_normalization, stream_batches
+
+__all__ = ["ImageNetImages", "ImageNetError", "TopOneResult", "evaluate_imagenet", "imagenet_wnids", "eval_transform"]
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+_WNID = re.compile(r"^(n\d{8})")
+
+
+class ImageNetError(ValueError):
+    """The folder is missing, empty, or holds an image without an ImageNet label."""
+
+
+def imagenet_wnids() -> list[str]:
+    """The 1000 ImageNet-1k wnids in class-index order (sorted)."""
+    from timm.data import ImageNetInfo
+
+    return list(ImageNetInfo().label_names())
+
+
+def eval_transform(model: nn.Module) -> v2.Compose:
+    """Resize + center crop to uint8, as the model was evaluated (see module doc)."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    if "input_size" in cfg:
+        size = cfg.get("test_input_size", cfg["input_size"])[-1]
+        crop_pct = cfg.get("test_crop_pct", cfg.get("crop_pct", 0.875))
+        interpolation = v2.InterpolationMode(cfg.get("interpolation", "bicubic"))
+        resize = math.floor(size / crop_pct)
+    else:
+        size, resize, interpolation = 224, 256, v2.InterpolationMode.BILINEAR
+    # on the PIL image, as timm and torchvision reference evaluations do
+    return v2.Compose([v2.Resize(resize, interpolation=interpolation, antialias=True), v2.CenterCrop(size), v2.PILToTensor()])
+
+
+class ImageNetImages(Dataset):
+    """Labelled images as uint8 (3, H, W) tensors plus their index; decoded in ``__getitem__``."""
+
+    def __init__(self, root: str | Path, transform=None):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise ImageNetError(f"ImageNet image folder not found: {self.root}")
+        index = {wnid: i for i, wnid in enumerate(imagenet_wnids())}
+        items, unlabelled = [], []
+        for path in sorted(p for p in self.root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
+            rel = path.relative_to(self.root)
+            match = _WNID.match(rel.parts[0]) if len(rel.parts) > 1 else _WNID.match(path.name)
+            if match is None or match.group(1) not in index:
+                unlabelled.append(str(path))
+                continue
+            items.append((path, index[match.group(1)]))
+        if unlabelled:
+            shown = "\n  ".join(unlabelled[:10]) + ("\n  ..." if len(unlabelled) > 10 else "")
+            raise ImageNetError(
+                f"{len(unlabelled)} image(s) under {self.root} carry no ImageNet-1k wnid (name them "
+                f"<wnid>_*.jpg or put them in <wnid>/ folders):\n  {shown}"
+            )
+        if not items:
+            raise ImageNetError(f"no images under {self.root} (expected <wnid>_*.jpg files or <wnid>/ folders)")
+        self.items = items
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        path = self.items[i][0]
+        try:
+            with Image.open(path) as image:
+                rgb = image.convert("RGB")
+        except (OSError, UnidentifiedImageError) as err:
+            raise ImageNetError(f"cannot decode image {path}: {err}") from None
+        return (self.transform or v2.PILToTensor())(rgb), i
+
+    def labels(self, indices: torch.Tensor) -> torch.Tensor:
+        return torch.tensor([self.items[i][1] for i in indices.tolist()])
+
+
+@dataclass
+class TopOneResult:
+    name: str
+    top1: float
+    n_images: int
+    correct: list[bool]
+    seconds: float
+
+
+def top1_hits(dataset: ImageNetImages, indices: torch.Tensor, logits: torch.Tensor) -> list[bool]:
+    """Per image: is the arg-max of the 1000 logits the image's class?"""
+    if logits.ndim != 2 or logits.shape[1] != 1000:
+        raise ValueError(f"ImageNet top-1 needs 1000 logits per image, got shape {tuple(logits.shape)}")
+    return (logits.argmax(1).cpu() == dataset.labels(indices)).tolist()
+
+
+def evaluate_imagenet(
+    model: nn.Module,
+    data: ImageNetImages | str | Path,
+    *,
+    name: str = "model",
+    batch_size: int = 32,
+    workers: int = 2,
+    device=None,
+    progress: bool = True,
+    channels_last: bool = True,
+) -> TopOneResult:
+    """Top-1 accuracy of ``model`` (1000 ImageNet logits) on ``data``."""
+    dataset = data if isinstance(data, ImageNetImages) else ImageNetImages(data, eval_transform(model))
+    mean, std = model_normalization(model)
+    device = torch.device(device) if device is not None else model_device(model)
+    start = time.perf_counter()
+    correct: list[bool] = [False] * len(dataset)
+    batches = stream_batches(dataset, batch_size=batch_size, workers=workers, device=device, mean=mean, std=std,
+                             channels_last=channels_last)
+    with inference(model, channels_last), tqdm(total=len(dataset), desc=f"imagenet {name}", unit="img",
+                                                disable=not progress) as bar:
+        for x, indices, _ in batches:
+            for i, hit in zip(indices.tolist(), top1_hits(dataset, indices, model(x))):
+                correct[i] = hit
+            bar.update(len(indices))
+    return TopOneResult(name, sum(correct) / len(correct), len(correct), correct, time.perf_counter() - start)
