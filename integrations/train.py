@@ -316,47 +316,52 @@ def _train(config: TrainConfig, env: dist.DistEnv, progress: bool, log, on_epoch
         }, ckpt_path)
 
     start_time, last_val = time.perf_counter(), None
-    for epoch in range(start_epoch, config.epochs):
-        tick = time.perf_counter()
-        data.set_epoch(epoch)
-        sampler.set_epoch(epoch)
-        lr = optimizer.param_groups[0]["lr"]
-        model.train()
-        sums = torch.zeros(3, dtype=torch.float64, device=env.device)  # loss, correct, n
-        for x, y in tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not progress,
-                         leave=False, dynamic_ncols=True):
-            x, y = x.to(env.device, non_blocking=True), y.to(env.device, non_blocking=True)
-            with torch.autocast(env.device.type, dtype=torch.float16, enabled=use_amp):
-                logits = net(x)
-                loss = F.cross_entropy(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            with torch.no_grad():
-                sums += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double(),
-                                     torch.tensor(float(len(y)), dtype=torch.float64, device=env.device)])
-        scheduler.step()
-        loss_sum, correct, n = dist.all_sum(env, sums.tolist())
-        row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / n, "train_acc": correct / n,
-               "val_loss": None, "val_acc": None}
-        _sync_buffers(env, model)
-        if "val" in extra and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
-            val = evaluate_folder(model, extra["val"], env, progress=progress, desc="val", **eval_args)
-            row.update(val_loss=val["loss"], val_acc=val["top1"])
-            last_val = val if epoch + 1 == config.epochs else None
-        seconds = time.perf_counter() - tick
-        row.update(seconds=round(seconds, 3), images_per_second=round(n / seconds, 2))
-        rows.append(row)
-        if env.main:
-            checkpoint(epoch + 1)
-            _write_metrics(out, rows)
-        dist.barrier(env)
-        log(f"epoch {epoch + 1}/{config.epochs}: lr {lr:.4g} train loss {row['train_loss']:.4f} acc "
-            f"{row['train_acc']:.4f}" + (f" | val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}"
-                                         if row["val_acc"] is not None else "") + f" | {seconds:.1f} s")
-        if on_epoch_end is not None:
-            on_epoch_end(epoch + 1, row)
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            tick = time.perf_counter()
+            data.set_epoch(epoch)
+            sampler.set_epoch(epoch)
+            lr = optimizer.param_groups[0]["lr"]
+            model.train()
+            sums = torch.zeros(3, dtype=torch.float64, device=env.device)  # loss, correct, n
+            for x, y in tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not progress,
+                             leave=False, dynamic_ncols=True):
+                x, y = x.to(env.device, non_blocking=True), y.to(env.device, non_blocking=True)
+                with torch.autocast(env.device.type, dtype=torch.float16, enabled=use_amp):
+                    logits = net(x)
+                    loss = F.cross_entropy(logits, y)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                with torch.no_grad():
+                    sums += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double(),
+                                         torch.tensor(float(len(y)), dtype=torch.float64, device=env.device)])
+            scheduler.step()
+            loss_sum, correct, n = dist.all_sum(env, sums.tolist())
+            row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / n, "train_acc": correct / n,
+                   "val_loss": None, "val_acc": None}
+            _sync_buffers(env, model)
+            if "val" in extra and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
+                val = evaluate_folder(model, extra["val"], env, progress=progress, desc="val", **eval_args)
+                row.update(val_loss=val["loss"], val_acc=val["top1"])
+                last_val = val if epoch + 1 == config.epochs else None
+            seconds = time.perf_counter() - tick
+            row.update(seconds=round(seconds, 3), images_per_second=round(n / seconds, 2))
+            rows.append(row)
+            if env.main:
+                checkpoint(epoch + 1)
+                _write_metrics(out, rows)
+            dist.barrier(env)
+            log(f"epoch {epoch + 1}/{config.epochs}: lr {lr:.4g} train loss {row['train_loss']:.4f} acc "
+                f"{row['train_acc']:.4f}" + (f" | val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}"
+                                             if row["val_acc"] is not None else "") + f" | {seconds:.1f} s")
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, row)
+    except KeyboardInterrupt:
+        log(f"interrupted: {ckpt_path} holds epoch {rows[-1]['epoch'] if rows else 0}/{config.epochs}; "
+            "continue with --resume")
+        raise
 
     results = _final_evaluation(config, env, model, extra, classes, cue_root, cue_reason, last_val, mean, std,
                                 progress, eval_args, out)

@@ -62,7 +62,7 @@ def _rows(path):
 
 def test_one_epoch_trains_evaluates_and_writes_well_formed_files(data, tmp_path):
     out = tmp_path / "run"
-    summary = tr.train(_config(data, out), progress=False, log=_quiet)
+    summary = tr.train(_config(data, out, stylized_val=str(data["val"])), progress=False, log=_quiet)
     assert {p.name for p in out.iterdir()} == FILES  # no temporary files left behind
 
     rows = _rows(out / "metrics.csv")
@@ -75,6 +75,7 @@ def test_one_epoch_trains_evaluates_and_writes_well_formed_files(data, tmp_path)
     results = json.loads((out / "results.json").read_text())
     assert results["classes"] == sorted(CLASSES) and results["val"]["n"] == 6
     assert results["val"]["top1"] == pytest.approx(as_json[0]["val_acc"])
+    assert results["stylized_val"] == results["val"]  # the same folder passed as --stylized-val
     assert "skipped" in results["shape_bias"]  # no stimuli given; the reason says how
     assert json.loads((out / "config.json").read_text())["classes"] == sorted(CLASSES)
 
