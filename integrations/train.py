@@ -129,6 +129,13 @@ def _state_dict(model: nn.Module) -> dict:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
+def _grad_scaler(enabled: bool):
+    """CUDA loss scaling for mixed precision (``torch.amp`` from torch 2.3, ``torch.cuda.amp`` before)."""
+    if hasattr(torch.amp, "GradScaler"):
+        return torch.amp.GradScaler("cuda", enabled=enabled)
+    return torch.cuda.amp.GradScaler(enabled=enabled)
+
+
 def _sync_buffers(env: dist.DistEnv, model: nn.Module) -> None:
     """Rank 0's BatchNorm statistics everywhere: what is evaluated is what is saved."""
     if env.world > 1:
@@ -287,7 +294,7 @@ def _train(config: TrainConfig, env: dist.DistEnv, progress: bool, log, on_epoch
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    scaler = _grad_scaler(use_amp)
     start_epoch, rows = 0, []
     if saved is not None:
         model.load_state_dict(saved["model"])
