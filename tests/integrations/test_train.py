@@ -232,3 +232,28 @@ def test_cue_conflict_scores_only_stimuli_of_covered_categories(shared_dir):
     assert result["n_stimuli_total"] == len(names)
     assert {t.decision for t in measured["trials"]} <= {"dog", "truck"}
     assert result["shape_hits"] + result["texture_hits"] == result["n_conflict"]  # two choices: always one of them
+
+
+def test_imagenette_example_runs_the_three_models_with_valid_options(tmp_path):
+    """examples/train_imagenette.sh with stand-in torchrun/topk-plugin: every command must parse."""
+    from pathlib import Path
+
+    from topk_plugin.cli.main import build_parser
+
+    script = Path(__file__).resolve().parents[2] / "examples" / "train_imagenette.sh"
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls.txt"
+    bin_dir.mkdir()
+    for tool in ("torchrun", "topk-plugin"):
+        stub = bin_dir / tool
+        stub.write_text(f'#!/bin/sh\nprintf "%s\\0" {tool} "$@" >> "{log}"\nprintf "\\n" >> "{log}"\n')
+        stub.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "ADAIN_DIR": "w", "STYLE_DIR": "s"}
+    subprocess.run(["bash", str(script), str(tmp_path / "imagenette2"), str(tmp_path / "runs")], check=True, env=env,
+                   timeout=30)
+    calls = [line.split("\0")[:-1] for line in log.read_text().splitlines() if line]
+    assert calls[0][:2] == ["topk-plugin", "stylize"]
+    build_parser().parse_args(calls[0][1:])
+    trains = [c[c.index("topk_plugin") + 1:] for c in calls[1:]]
+    models = [build_parser().parse_args(argv).model for argv in trains]
+    assert models == ["resnet18_cifar", "resnet18_cifar_topk20", "resnet18_cifar_topk20mean"]
+    assert all(build_parser().parse_args(argv).stylized_val for argv in trains)
