@@ -29,7 +29,7 @@ from .layers import resolve_layers
 from .modules import RandomK, TopK
 from .placement_spec import PlacementSpec, load_placement
 
-__all__ = ["sparsify", "unsparsify", "sparsified", "sparsified_layers", "METHODS", "OPS"]
+__all__ = ["sparsify", "unsparsify", "sparsified", "sparsified_layers", "attached", "METHODS", "OPS"]
 
 METHODS = ("module", "hook")
 # What sparsify puts after a layer: the Top-K op, or its control (K random positions).
@@ -307,3 +307,24 @@ def sparsified(model: nn.Module, layers, k=None, *, method: str = "hook", **opti
         yield model
     finally:
         unsparsify(model, added)
+
+
+@contextlib.contextmanager
+def attached(model: nn.Module, ops: Mapping[str, nn.Module]):
+    """Context manager: run the given op modules (``{layer name: TopK/RandomK}``) after
+    their layers, as hooks, and remove them after.
+
+    Unlike :func:`sparsified` the modules are used as they are, not rebuilt, so a
+    ``RandomK`` keeps drawing from its stream across blocks (a fresh selection per
+    batch, as in one long forward pass).
+    """
+    modules = dict(model.named_modules())
+    unknown = [name for name in ops if name not in modules]
+    if unknown:
+        resolve_layers(model, unknown, 1)  # raises the usual error with close matches
+    handles = [modules[name].register_forward_hook(_TopKHook(op)) for name, op in ops.items()]
+    try:
+        yield model
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -67,3 +67,66 @@ def test_bad_topk_is_a_clear_error(tiny_set, weights, capsys):
 def test_unknown_model_lists_close_names(tiny_set, capsys):
     assert main(["shape-bias", "--model", "resnt18", "--data", str(tiny_set)]) == 2
     assert "resnet18" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def imagenet_dir(tmp_path_factory):
+    from PIL import Image
+
+    from topk_plugin.shape_bias.imagenet import imagenet_wnids
+
+    root = tmp_path_factory.mktemp("in1k")
+    wnids = imagenet_wnids()
+    for i in range(4):
+        Image.new("RGB", (64, 48), (60 * i, 40, 200 - 40 * i)).save(root / f"{wnids[i * 100]}_{i}.png")
+    return root
+
+
+def test_imagenet_top1_and_random_control(tiny_set, weights, imagenet_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["shape-bias", "--model", "tv:squeezenet1_1", "--weights", str(weights), "--data", str(tiny_set),
+                 "--topk", "0", "0.5", "--imagenet", str(imagenet_dir), "--control", "random", "--out", str(out),
+                 "--batch-size", "128", "--workers", "0", "--json"])
+    assert code == 0
+    payload = json.loads(capsys.readouterr().out)
+    rows = payload["results"]
+    assert [(r["op"], r["topk"]) for r in rows] == [("dense", None), ("topk", 0.5), ("random", 0.5)]
+    assert rows[2]["name"] == "squeezenet1_1_topk50_random" and rows[2]["layers"] == rows[1]["layers"]
+    assert all(r["imagenet_top1"] in (0.0, 0.25, 0.5, 0.75, 1.0) for r in rows)  # 4 images
+    assert rows[1]["csv"] != rows[2]["csv"]
+    assert (out / "shape_bias_vs_top1.png").stat().st_size > 0
+    # the random control repeats for a seed: its decisions are the same in a second run
+    code = main(["shape-bias", "--model", "tv:squeezenet1_1", "--weights", str(weights), "--data", str(tiny_set),
+                 "--topk", "0.5", "--control", "random", "--out", str(tmp_path / "again"), "--batch-size", "128",
+                 "--workers", "0", "--json"])
+    again = json.loads(capsys.readouterr().out)["results"][1]
+    assert open(again["csv"]).read() == open(rows[2]["csv"]).read()
+
+
+def test_control_needs_a_model(capsys):
+    assert main(["shape-bias", "--csv", "x.csv", "--control", "random"]) == 2
+    assert "--control need a model" in capsys.readouterr().err
+
+
+def test_search_placement_command(tiny_set, weights, imagenet_dir, tmp_path, capsys):
+    import topk_plugin
+
+    out = tmp_path / "search"
+    code = main(["search-placement", "--model", "tv:squeezenet1_1", "--weights", str(weights), "--data", str(tiny_set),
+                 "--imagenet", str(imagenet_dir), "--layers", "features.3", "features.6", "features.9",
+                 "--topk", "0.5", "--beam", "2", "--budget", "100", "--out", str(out), "--batch-size", "128",
+                 "--workers", "0", "--json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["candidates"] == ["features.3", "features.6", "features.9"]
+    assert len(summary["evaluated"]) == 3 + 1  # three singles, one pair of the two best
+    assert {"shape_bias", "shape_or_texture", "imagenet_top1"} <= set(summary["dense"])
+    assert all(r["control"]["op"] == "random" for r in summary["front"])
+    assert (out / "search.json").exists() and (out / "front.png").exists()
+    controls = sum("control" in r for r in summary["evaluated"])
+    assert controls >= len(summary["front"])
+    assert (out / "evaluated.csv").read_text().count("\n") == 1 + 1 + 4 + controls  # header, dense, settings, controls
+    spec = topk_plugin.load_placement(summary["placement_spec"])
+    assert sorted(spec.layers) == sorted(summary["best"]["layers"])
+    model = topk_plugin.create_model("tv:squeezenet1_1", placement=summary["placement_spec"])
+    assert set(topk_plugin.sparsified_layers(model)) == set(spec.layers)

@@ -30,6 +30,11 @@ def add_parser(sub) -> None:
                    help="Top-K fractions to evaluate; 0 means dense (default: 0 0.1)")
     p.add_argument("--data", metavar="DIR", help="cue-conflict folder (default: $TOPK_PLUGIN_CUE_CONFLICT, cache, download)")
     p.add_argument("--humans", nargs="+", metavar="CSV", help="human CSVs for the plot's reference")
+    p.add_argument("--imagenet", metavar="DIR", help="ImageNet images (<wnid>_*.jpg or <wnid>/ folders, e.g. "
+                   "../shared/data/imagenet-sample): adds imagenet_top1 to every result, and a shape bias vs top-1 plot")
+    p.add_argument("--control", choices=["random"], help="also evaluate the random-K control (K random positions "
+                   "per channel) at the same layers and K as every Top-K setting")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random-K control (default: 0)")
     p.add_argument("--out", metavar="DIR", default="shape-bias-results", help="output folder")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, default=2, help="image decoding processes")
@@ -38,9 +43,10 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def _row(result: ShapeBiasResult, topk, seconds: float, **extra) -> dict:
+def _row(result: ShapeBiasResult, topk, seconds: float, op: str = "dense", **extra) -> dict:
     return {
         "name": result.name,
+        "op": op,
         "topk": topk,
         "shape_bias": result.shape_bias,
         "shape_or_texture": result.shape_or_texture,
@@ -56,13 +62,15 @@ def _row(result: ShapeBiasResult, topk, seconds: float, **extra) -> dict:
 
 
 def _table(rows: list[dict]) -> str:
-    lines = [f"{'name':<36} {'topk':>5} {'shape_bias':>10} {'shape|tex':>9} {'accuracy':>8} {'seconds':>8}"]
+    top1 = any("imagenet_top1" in r for r in rows)
+    lines = [f"{'name':<36} {'topk':>5} {'shape_bias':>10} {'shape|tex':>9} {'accuracy':>8}"
+             + (f" {'in1k top-1':>10}" if top1 else "") + f" {'seconds':>8}"]
     for r in rows:
         topk = "-" if r["topk"] is None else f"{r['topk']:g}"
         flag = "  near chance" if r["near_chance"] else ""
         lines.append(
-            f"{r['name']:<36} {topk:>5} {r['shape_bias']:>10.4f} {r['shape_or_texture']:>9.3f} "
-            f"{r['accuracy']:>8.3f} {r['seconds']:>8.1f}{flag}"
+            f"{r['name']:<36} {topk:>5} {r['shape_bias']:>10.4f} {r['shape_or_texture']:>9.3f} {r['accuracy']:>8.3f}"
+            + (f" {r['imagenet_top1']:>10.3f}" if top1 else "") + f" {r['seconds']:>8.1f}{flag}"
         )
     return "\n".join(lines)
 
@@ -76,7 +84,7 @@ def _from_csv(args) -> list[dict]:
     start = time.perf_counter()
     trials = [t for f in args.csv for t in read_trials(f)]
     result = shape_bias(trials, args.name or _csv_name(args.csv))
-    return [_row(result, None, time.perf_counter() - start, files=list(args.csv))]
+    return [_row(result, None, time.perf_counter() - start, op="csv", files=list(args.csv))]
 
 
 def _variant_name(model: str, topk: float) -> str:
@@ -85,11 +93,22 @@ def _variant_name(model: str, topk: float) -> str:
     return plain if topk == 0 else f"{plain}_topk{topk * 100:g}"
 
 
+def _settings(topks: list[float], control: str | None) -> list[tuple[float, str]]:
+    """(K, op) pairs in evaluation order: each Top-K setting followed by its control."""
+    pairs = []
+    for f in topks:
+        pairs.append((f, "dense" if f == 0 else "topk"))
+        if f != 0 and control:
+            pairs.append((f, control))
+    return pairs
+
+
 def _from_model(args, out: Path) -> tuple[list[dict], list[ShapeBiasResult]]:
     import torch
 
     from ..shape_bias.dataset import CueConflictDataset
     from ..shape_bias.evaluate import evaluate_model
+    from ..shape_bias.imagenet import ImageNetImages, eval_transform, evaluate_imagenet
     from ..shape_bias.locate import find_cue_conflict
     from ..surgery import sparsified
     from .models import load_model, placement
@@ -100,26 +119,36 @@ def _from_model(args, out: Path) -> tuple[list[dict], list[ShapeBiasResult]]:
     dataset = CueConflictDataset(find_cue_conflict(args.data))
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = load_model(args.model, args.weights).to(device).eval()
+    imagenet = ImageNetImages(args.imagenet, eval_transform(model)) if args.imagenet else None
     layers, channel_dim = placement(args.model, model, args.layers)
+    progress = not args.json or sys.stderr.isatty()
     rows, results = [], []
-    for f in args.topk:
-        name = _variant_name(args.model, f)
-        topk = contextlib.nullcontext() if f == 0 else sparsified(model, layers, f, channel_dim=channel_dim)
-        with topk:
+    for f, op in _settings(args.topk, args.control):
+        name = _variant_name(args.model, f) + ("_random" if op == "random" else "")
+        context = contextlib.nullcontext() if op == "dense" else sparsified(
+            model, layers, f, op=op, seed=args.seed, channel_dim=channel_dim)
+        extra = {}
+        with context:  # one context for both data sets: a random-K stream runs on across them
             ev = evaluate_model(model, dataset, name=name, batch_size=args.batch_size, workers=args.workers,
-                                progress=not args.json or sys.stderr.isatty())
+                                progress=progress)
+            if imagenet is not None:
+                extra["imagenet_top1"] = evaluate_imagenet(model, imagenet, name=name, batch_size=args.batch_size,
+                                                           workers=args.workers, progress=progress).top1
         csv_path = write_trials(ev.trials, name, out)
-        rows.append(_row(ev.result, None if f == 0 else f, ev.seconds, layers=None if f == 0 else list(layers), csv=str(csv_path)))
+        rows.append(_row(ev.result, None if op == "dense" else f, ev.seconds, op=op,
+                         layers=None if op == "dense" else list(layers), csv=str(csv_path), **extra))
         results.append(ev.result)
     return rows, results
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..shape_bias.plot import plot_shape_bias
+    from ..shape_bias.plot import plot_shape_bias, plot_tradeoff
 
     out = Path(args.out)
     if not args.csv and not args.model:
         args.model = DEFAULT_MODEL
+    if args.csv and (args.imagenet or args.control):
+        raise ValueError("--imagenet and --control need a model (--model), not --csv files")
     if args.csv:
         rows = _from_csv(args)
         results = None
@@ -131,6 +160,9 @@ def run(args: argparse.Namespace) -> int:
         if args.humans:
             humans = shape_bias([t for f in args.humans for t in read_trials(f)], "humans")
         plots = plot_shape_bias(results, out / "shape_bias.png", humans=humans, title=f"{args.model}: shape bias")
+        if args.imagenet:
+            points = [{**r, "kind": r["op"], "label": r["name"]} for r in rows]
+            plots += plot_tradeoff(points, out / "shape_bias_vs_top1.png", title=f"{args.model}: shape bias vs ImageNet top-1")
         atomic_write_json(out / "summary.json", summary)
         summary["plots"] = [str(p) for p in plots]
     if args.json:

@@ -13,7 +13,7 @@ from pathlib import Path
 from .categories import CATEGORIES
 from .metrics import ShapeBiasResult
 
-__all__ = ["plot_shape_bias"]
+__all__ = ["plot_shape_bias", "plot_tradeoff"]
 
 HUMAN_COLOR = "#d62728"
 
@@ -60,6 +60,63 @@ def plot_shape_bias(
     ax.grid(axis="x", alpha=0.3)
     ax.set_title(title, pad=28, fontsize=11)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=1, fontsize=8, frameon=False)
+    fig.tight_layout()
+    written = [path, path.with_suffix(".pdf")]
+    for target in written:
+        fig.savefig(target, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return written
+
+
+# marker style per kind of point in the trade-off plot
+_TRADEOFF_STYLE = {
+    "dense": dict(color="black", marker="*", s=140),
+    "topk": dict(color="#1f77b4", marker="o", s=34),
+    "random": dict(color="#ff7f0e", marker="x", s=40),
+    "front": dict(color="#1f77b4", marker="o", s=60),
+    "best": dict(color="#2ca02c", marker="o", s=150),
+}
+
+
+def plot_tradeoff(points: list[dict], path: str | Path, *, title: str = "Shape bias vs recognition",
+                  front: list[dict] | None = None, budget_top1: float | None = None) -> list[Path]:
+    """Shape bias (y) against ImageNet top-1 (x), one marker per setting.
+
+    ``points``: dicts with ``shape_bias``, ``imagenet_top1``, ``kind`` (dense,
+    topk, random, best) and an optional ``label``; ``front`` is drawn as a line;
+    ``budget_top1`` as a vertical line (the lowest top-1 allowed). PNG and PDF.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    path = Path(path).with_suffix(".png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    seen = set()
+    for p in points:
+        style = _TRADEOFF_STYLE[p["kind"]]
+        label = {"dense": "dense", "topk": "Top-K", "random": "random-K control", "best": "best within budget"}.get(p["kind"])
+        ax.scatter(p["imagenet_top1"], p["shape_bias"], label=None if p["kind"] in seen else label, zorder=3,
+                   alpha=0.85 if p["kind"] != "topk" else 0.5, **style)
+        seen.add(p["kind"])
+        if p.get("label"):
+            ax.annotate(p["label"], (p["imagenet_top1"], p["shape_bias"]), fontsize=6, xytext=(3, 3),
+                        textcoords="offset points")
+    if front:
+        ordered = sorted(front, key=lambda p: p["imagenet_top1"])
+        ax.plot([p["imagenet_top1"] for p in ordered], [p["shape_bias"] for p in ordered], color="#1f77b4",
+                linewidth=1.2, label="Pareto front", zorder=2)
+    if budget_top1 is not None:
+        ax.axvline(budget_top1, color="grey", linestyle=":", linewidth=1, label="top-1 budget")
+    ax.axhline(0.5, color="grey", linewidth=0.5, alpha=0.5)
+    ax.set_xlabel("ImageNet top-1")
+    ax.set_ylabel("shape bias (cue-conflict)")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=11)
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     written = [path, path.with_suffix(".pdf")]
     for target in written:

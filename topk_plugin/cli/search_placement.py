@@ -1,0 +1,117 @@
+"""``topk-plugin search-placement``: where should Top-K go in this model? (shape bias vs top-1)."""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import sys
+from pathlib import Path
+
+from .._io import atomic_write_json, atomic_write_text, json_safe
+from .argtypes import positive_int
+
+HELP = "search Top-K placements: the Pareto front of shape bias vs ImageNet top-1, and the best within a budget"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("search-placement", help=HELP, description=HELP)
+    p.add_argument("--model", required=True, help="timm or torchvision model name (dense base)")
+    p.add_argument("--weights", metavar="FILE", help="local state dict of the model (offline)")
+    p.add_argument("--data", metavar="CUE_DIR", help="cue-conflict folder (default: $TOPK_PLUGIN_CUE_CONFLICT, cache, download)")
+    p.add_argument("--imagenet", metavar="DIR", required=True,
+                   help="ImageNet images named <wnid>_*.jpg or in <wnid>/ folders (e.g. ../shared/data/imagenet-sample)")
+    p.add_argument("--budget", type=float, default=5.0, metavar="POINTS",
+                   help="largest top-1 loss (percentage points below dense) allowed for 'best' (default: 5)")
+    p.add_argument("--topk", nargs="+", type=float, default=[0.05, 0.1, 0.2], metavar="F", help="K fractions (default: 0.05 0.1 0.2)")
+    p.add_argument("--max-layers", type=positive_int, default=2, help="largest number of layers combined (default: 2)")
+    p.add_argument("--beam", type=positive_int, default=4, help="best single layers per K that are combined (default: 4)")
+    p.add_argument("--layers", nargs="+", metavar="NAME", help="candidate layers (default: every step of the sequential trunks)")
+    p.add_argument("--no-control", dest="control", action="store_false", help="skip the random-K control")
+    p.add_argument("--no-cache", dest="cache", action="store_false",
+                   help="run the whole model per setting (the naive search; same numbers, slower)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random-K control")
+    p.add_argument("--out", metavar="DIR", default="placement-search", help="output folder")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--workers", type=int, default=2, help="image decoding processes")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+    p.set_defaults(run=run)
+
+
+def _check_topk(values) -> None:
+    for f in values:
+        if not 0 < f <= 1 or math.isnan(f):
+            raise ValueError(f"--topk {f:g} is not a fraction in (0, 1]")
+
+
+def _table(summary: dict) -> str:
+    def line(name, row):
+        control = row.get("control")
+        ctrl = f"{control['shape_bias']:>8.3f} {control['imagenet_top1']:>8.3f}" if control else f"{'-':>8} {'-':>8}"
+        return f"{name:<44} {row['shape_bias']:>10.3f} {row['imagenet_top1']:>9.3f} {ctrl}"
+
+    lines = [f"{'setting':<44} {'shape_bias':>10} {'top-1':>9} {'rand.sb':>8} {'rand.top1':>8}",
+             line("dense", summary["dense"])]
+    for row in summary["front"]:
+        lines.append(line(f"{row['topk']:g} @ {'+'.join(row['layers'])}", row))
+    best = summary["best"]
+    lines.append("")
+    lines.append(f"best within {summary['budget']:g} points: "
+                 + ("none" if best is None else f"{best['topk']:g} @ {'+'.join(best['layers'])} "
+                    f"(shape bias {best['shape_bias']:.3f}, top-1 {best['imagenet_top1']:.3f})"))
+    return "\n".join(lines)
+
+
+def _csv(summary: dict) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["op", "topk", "layers", "shape_bias", "shape_or_texture", "accuracy", "imagenet_top1", "near_chance"])
+    rows = [summary["dense"]] + summary["evaluated"] + [r["control"] | {"layers": r["layers"], "topk": r["topk"]}
+                                                       for r in summary["evaluated"] if "control" in r]
+    for r in rows:
+        writer.writerow([r["op"], r.get("topk", 0), "+".join(r.get("layers", [])), r["shape_bias"], r["shape_or_texture"],
+                         r["accuracy"], r["imagenet_top1"], r["near_chance"]])
+    return buf.getvalue()
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..search import search_placement
+    from ..shape_bias.dataset import CueConflictDataset
+    from ..shape_bias.imagenet import ImageNetImages, eval_transform
+    from ..shape_bias.locate import find_cue_conflict
+    from .models import load_model
+
+    _check_topk(args.topk)
+    if args.budget < 0:
+        raise ValueError(f"--budget {args.budget:g} must be >= 0 percentage points")
+    out = Path(args.out)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = load_model(args.model, args.weights).to(device).eval()
+    cue = CueConflictDataset(find_cue_conflict(args.data))
+    imagenet = ImageNetImages(args.imagenet, eval_transform(model))
+    result = search_placement(
+        model, cue, imagenet, name=args.model.split(":", 1)[-1], topks=args.topk, candidates=args.layers,
+        max_layers=args.max_layers, beam=args.beam, budget=args.budget, control=args.control, cache=args.cache,
+        seed=args.seed, batch_size=args.batch_size, workers=args.workers, device=device,
+        progress=not args.json or sys.stderr.isatty(),
+    )
+    summary = json_safe(result.to_json())
+    atomic_write_json(out / "search.json", summary)
+    atomic_write_text(out / "evaluated.csv", _csv(summary))
+    summary["plots"] = [str(p) for p in result.plot(out / "front.png")]
+    spec = result.best_spec()
+    summary["placement_spec"] = None if spec is None else str(spec.save(out / "best_placement.json"))
+    summary["outputs"] = {"json": str(out / "search.json"), "csv": str(out / "evaluated.csv")}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(_table(summary))
+        print(f"\nwrote {out}/ (search.json, evaluated.csv, front.png/.pdf"
+              + (", best_placement.json)" if spec else ")"))
+        if spec:
+            print(f"use it: topk_plugin.create_model({args.model!r}, placement={str(out / 'best_placement.json')!r})")
+    return 0

@@ -1,0 +1,141 @@
+"""Score many placements in one pass over the data: shape bias and ImageNet top-1 per setting.
+
+Each batch is decoded once for all settings. With ``cache=True`` the dense
+prefix up to a setting's first layer is computed once per batch and shared by
+every setting that starts there (``PrefixRunner``); ``cache=False`` runs the
+whole model per setting (the naive search, same numbers).
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..modules import RandomK, TopK
+from ..shape_bias.batches import inference, model_device, model_normalization, stream_batches
+from ..shape_bias.dataset import CueConflictDataset
+from ..shape_bias.evaluate import cue_conflict_trials
+from ..shape_bias.imagenet import ImageNetImages, top1_hits
+from ..shape_bias.metrics import shape_bias
+from ..surgery import _layer_seed, attached
+from .prefix import PrefixRunner
+
+__all__ = ["Setting", "Scores", "evaluate_settings"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One placement: the op after each of ``layers``, all with the same K."""
+
+    layers: tuple[str, ...]
+    k: float
+    op: str = "topk"
+
+    def label(self) -> str:
+        return f"{self.op} {self.k:g} @ {'+'.join(self.layers)}"
+
+    def ops(self, seed: int) -> dict[str, nn.Module]:
+        """Fresh op modules, one per layer (``RandomK`` streams as ``sparsify(op='random', seed=seed)``)."""
+        if self.op == "topk":
+            return {layer: TopK(self.k) for layer in self.layers}
+        return {layer: RandomK(self.k, seed=_layer_seed(seed, layer)) for layer in self.layers}
+
+
+@dataclass
+class Scores:
+    shape_bias: float
+    shape_or_texture: float
+    accuracy: float  # 16-class accuracy against the shape label, on cue-conflict
+    imagenet_top1: float
+    near_chance: bool
+    decisions: tuple = field(default=(), repr=False)  # per cue-conflict image, in data order
+    hits: tuple = field(default=(), repr=False)  # per ImageNet image: top-1 correct?
+
+    def to_json(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k not in ("decisions", "hits")}
+
+
+class _Tally:
+    """Per-setting decisions and hits, turned into ``Scores`` at the end."""
+
+    def __init__(self):
+        self.trials = defaultdict(list)
+        self.hits = defaultdict(list)
+
+    def add(self, key, dataset, indices, logits):
+        if isinstance(dataset, CueConflictDataset):
+            self.trials[key] += cue_conflict_trials(dataset, indices, logits, "search")
+        else:
+            self.hits[key] += top1_hits(dataset, indices, logits)
+
+    def scores(self, key) -> Scores:
+        result = shape_bias(self.trials[key], "search")
+        hits = self.hits[key]
+        return Scores(result.shape_bias, result.shape_or_texture, result.accuracy, sum(hits) / len(hits),
+                      result.near_chance, tuple(t.decision for t in self.trials[key]), tuple(hits))
+
+
+def evaluate_settings(
+    model: nn.Module,
+    settings: list[Setting],
+    cue: CueConflictDataset,
+    imagenet: ImageNetImages,
+    *,
+    cache: bool = True,
+    runner: PrefixRunner | None = None,
+    seed: int = 0,
+    batch_size: int = 32,
+    workers: int = 2,
+    device=None,
+    progress: bool = True,
+) -> tuple[Scores, dict[Setting, Scores], dict]:
+    """``(dense scores, {setting: scores}, timing)`` for ``model`` on both data sets.
+
+    ``runner`` (built once per model and candidate list) is reused if given;
+    with ``cache=True`` and none given one is built for the settings' layers.
+    """
+    settings = list(dict.fromkeys(settings))
+    ops = {s: s.ops(seed) for s in settings}
+    if cache and runner is None:
+        runner = PrefixRunner(model, list(dict.fromkeys(layer for s in settings for layer in s.layers)))
+    starts = defaultdict(list)
+    if cache:
+        order = {layer: i for i, layer in enumerate(runner.cuts)}
+        for s in settings:
+            first = min(s.layers, key=order.__getitem__)
+            starts[first].append((s, first))
+    mean, std = model_normalization(model)
+    device = torch.device(device) if device is not None else model_device(model)
+    tally = _Tally()
+    timing = {"data_wait": 0.0, "model": 0.0}
+    start = time.perf_counter()
+    total = len(cue) + len(imagenet)
+    with inference(model), tqdm(total=total, desc=f"{len(settings)} settings", unit="img", disable=not progress) as bar:
+        for dataset in (cue, imagenet):
+            for x, indices, wait in stream_batches(dataset, batch_size=batch_size, workers=workers, device=device,
+                                                   mean=mean, std=std):
+                timing["data_wait"] += wait
+                tick = time.perf_counter()
+                if cache:
+                    for layer, state in runner.walk(x):
+                        if layer is None:
+                            tally.add(None, dataset, indices, state)
+                            break
+                        for s, first in starts.get(layer, []):
+                            later = {name: op for name, op in ops[s].items() if name != first}
+                            with attached(model, later):
+                                out = runner.tail(first, state, ops[s][first](runner.value(first, state)))
+                            tally.add(s, dataset, indices, out)
+                else:
+                    tally.add(None, dataset, indices, model(x))
+                    for s in settings:
+                        with attached(model, ops[s]):
+                            tally.add(s, dataset, indices, model(x))
+                timing["model"] += time.perf_counter() - tick
+                bar.update(len(indices))
+    timing["seconds"] = time.perf_counter() - start
+    return tally.scores(None), {s: tally.scores(s) for s in settings}, timing

@@ -1,0 +1,167 @@
+"""``search_placement``: find where Top-K raises shape bias most for a given loss in recognition.
+
+Phases, each one pass over the data (``evaluate_settings``):
+
+1. every eligible single layer at every K;
+2. combinations of 2..``max_layers`` of the ``beam`` best single layers per K
+   (best shape bias among those within the budget);
+3. the random-K control (same layers and K) for every front point and the best.
+
+The result holds every evaluated setting, the Pareto front of shape bias vs
+ImageNet top-1, and ``best``: the highest shape bias with top-1 at most
+``budget`` percentage points below the dense model.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..placement_spec import PlacementSpec
+from ..shape_bias.dataset import CueConflictDataset
+from ..shape_bias.imagenet import ImageNetImages
+from .candidates import eligible_layers
+from .evaluate import Scores, Setting, evaluate_settings
+from .front import best_within_budget, pareto_front
+from .prefix import PrefixRunner, TraceError
+
+__all__ = ["SearchResult", "search_placement"]
+
+
+@dataclass
+class SearchResult:
+    model: str
+    candidates: list[str]
+    budget: float
+    dense: Scores
+    evaluated: dict  # Setting -> Scores (Top-K)
+    front: list  # Settings
+    best: Setting | None
+    controls: dict = field(default_factory=dict)  # Top-K Setting -> random-K Scores
+    timing: dict = field(default_factory=dict)
+
+    def _row(self, s: Setting) -> dict:
+        row = {"layers": list(s.layers), "topk": s.k, "op": s.op, **self.evaluated[s].to_json()}
+        if s in self.controls:
+            row["control"] = {"op": "random", **self.controls[s].to_json()}
+        return row
+
+    def to_json(self) -> dict:
+        return {
+            "model": self.model,
+            "budget": self.budget,
+            "candidates": self.candidates,
+            "dense": {"op": "dense", **self.dense.to_json()},
+            "front": [self._row(s) for s in self.front],
+            "best": None if self.best is None else self._row(self.best),
+            "evaluated": [self._row(s) for s in self.evaluated],
+            "timing": self.timing,
+        }
+
+    def plot(self, path) -> list:
+        """Shape bias vs top-1 of every setting, the front, the controls and the budget (PNG + PDF)."""
+        from ..shape_bias.plot import plot_tradeoff
+
+        def point(scores, kind, label=None):
+            return {"shape_bias": scores.shape_bias, "imagenet_top1": scores.imagenet_top1, "kind": kind, "label": label}
+
+        points = [point(self.dense, "dense")]
+        points += [point(v, "topk") for s, v in self.evaluated.items() if s not in self.front]
+        points += [point(self.evaluated[s], "topk", f"{s.k:g}@{'+'.join(s.layers)}") for s in self.front]
+        points += [point(v, "random") for v in self.controls.values()]
+        if self.best is not None:
+            points.append(point(self.evaluated[self.best], "best"))
+        front = [point(self.evaluated[s], "front") for s in self.front]
+        return plot_tradeoff(points, path, title=f"{self.model}: placement search (budget {self.budget:g} points)",
+                             front=front, budget_top1=self.dense.imagenet_top1 - self.budget / 100)
+
+    def best_spec(self) -> PlacementSpec | None:
+        """The best setting as a placement spec file's content (None if none is within budget)."""
+        if self.best is None:
+            return None
+        s = self.best
+        return PlacementSpec(
+            layers={layer: s.k for layer in s.layers}, op="topk", model=self.model,
+            provenance={"found_by": "topk-plugin search-placement", "budget_points": self.budget,
+                        **self.evaluated[s].to_json(), "dense": self.dense.to_json()},
+        )
+
+
+def search_placement(
+    model: nn.Module,
+    cue: CueConflictDataset,
+    imagenet: ImageNetImages,
+    *,
+    name: str = "model",
+    topks=(0.05, 0.1, 0.2),
+    candidates: list[str] | None = None,
+    max_layers: int = 2,
+    beam: int = 4,
+    budget: float = 5.0,
+    control: bool = True,
+    cache: bool = True,
+    seed: int = 0,
+    batch_size: int = 32,
+    workers: int = 2,
+    device=None,
+    progress: bool = True,
+) -> SearchResult:
+    """Search Top-K placements of ``model`` (see the module doc); returns a ``SearchResult``."""
+    if max_layers < 1 or beam < 1:
+        raise ValueError(f"max_layers ({max_layers}) and beam ({beam}) must be >= 1")
+    if budget < 0:
+        raise ValueError(f"budget must be >= 0 percentage points, got {budget}")
+    start = time.perf_counter()
+    if candidates is None:
+        image = cue[0][0]
+        example = torch.zeros(1, *image.shape, device=next((p.device for p in model.parameters()), None))
+        candidates = eligible_layers(model, example)
+    runner = None
+    if cache:
+        try:
+            runner = PrefixRunner(model, list(candidates))
+        except TraceError as err:
+            import warnings
+
+            warnings.warn(f"{err}; searching without the prefix cache (same numbers, slower)", stacklevel=2)
+            cache = False
+    common = dict(cache=cache, runner=runner, seed=seed, batch_size=batch_size, workers=workers, device=device,
+                  progress=progress)
+    timing = {}
+
+    singles = [Setting((layer,), k) for k in topks for layer in candidates]
+    dense, evaluated, t = evaluate_settings(model, singles, cue, imagenet, **common)
+    timing["singles"] = t["seconds"]
+
+    combos = []
+    for k in topks:
+        ok = {s: v for s, v in evaluated.items() if s.k == k}
+        within = [s for s in ok if (dense.imagenet_top1 - ok[s].imagenet_top1) * 100 <= budget]
+        top = sorted(within, key=lambda s: -ok[s].shape_bias)[:beam]
+        layers = [s.layers[0] for s in top]
+        order = {layer: i for i, layer in enumerate(candidates)}
+        for size in range(2, max_layers + 1):
+            for group in itertools.combinations(sorted(layers, key=order.__getitem__), size):
+                combos.append(Setting(group, k))
+    if combos:
+        _, more, t = evaluate_settings(model, combos, cue, imagenet, **common)
+        evaluated.update(more)
+        timing["combinations"] = t["seconds"]
+
+    front = [s for s in pareto_front({**evaluated, None: dense}) if s is not None]
+    best = best_within_budget(evaluated, dense.imagenet_top1, budget)
+    controls = {}
+    if control:
+        chosen = list(dict.fromkeys(front + ([best] if best else [])))
+        random = {s: Setting(s.layers, s.k, "random") for s in chosen}
+        if random:
+            _, scored, t = evaluate_settings(model, list(random.values()), cue, imagenet, **common)
+            controls = {s: scored[r] for s, r in random.items()}
+            timing["controls"] = t["seconds"]
+    timing["total"] = time.perf_counter() - start
+    timing["cache"] = cache
+    timing["settings"] = len(evaluated) + len(controls)
+    return SearchResult(name, list(candidates), budget, dense, evaluated, front, best, controls, timing)
