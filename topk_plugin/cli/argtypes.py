@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["positive_int"]
+__all__ = ["positive_int", "add_evaluation_options", "pick_device"]
 
 
 def positive_int(text: str) -> int:
@@ -12,3 +12,19 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} must be >= 1")
     return value
+
+
+def add_evaluation_options(parser: argparse.ArgumentParser, out_default: str) -> None:
+    """--out, --batch-size, --workers, --device, --json: the options every evaluating command shares."""
+    parser.add_argument("--out", metavar="DIR", default=out_default, help=f"output folder (default: {out_default})")
+    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument("--workers", type=int, default=2, help="image decoding processes")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    parser.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+
+
+def pick_device(name: str | None):
+    """``--device``, else CUDA when there is one, else the CPU."""
+    import torch
+
+    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from .._io import atomic_write_json, atomic_write_text, json_safe
-from .argtypes import positive_int
+from .argtypes import add_evaluation_options, pick_device, positive_int
 
 HELP = "search Top-K placements: the Pareto front of shape bias vs ImageNet top-1, and the best within a budget"
 
@@ -32,11 +32,7 @@ def add_parser(sub) -> None:
     p.add_argument("--no-cache", dest="cache", action="store_false",
                    help="run the whole model per setting (the naive search; same numbers, slower)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random-K control")
-    p.add_argument("--out", metavar="DIR", default="placement-search", help="output folder")
-    p.add_argument("--batch-size", type=positive_int, default=32)
-    p.add_argument("--workers", type=int, default=2, help="image decoding processes")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
-    p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+    add_evaluation_options(p, "placement-search")
     p.set_defaults(run=run)
 
 
@@ -77,8 +73,6 @@ def _csv(summary: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ..search import search_placement
     from ..shape_bias.dataset import CueConflictDataset
     from ..shape_bias.imagenet import ImageNetImages, eval_transform
@@ -89,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     if args.budget < 0:
         raise ValueError(f"--budget {args.budget:g} must be >= 0 percentage points")
     out = Path(args.out)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(args.device)
     model = load_model(args.model, args.weights).to(device).eval()
     cue = CueConflictDataset(find_cue_conflict(args.data))
     imagenet = ImageNetImages(args.imagenet, eval_transform(model))

@@ -12,6 +12,7 @@ from pathlib import Path
 from .._io import atomic_write_json, json_safe
 from ..shape_bias.metrics import ShapeBiasResult, shape_bias
 from ..shape_bias.mvh_csv import read_trials, write_trials
+from .argtypes import add_evaluation_options, pick_device
 
 DEFAULT_MODEL = "tf_efficientnet_lite0"
 HELP = "measure shape bias on the cue-conflict stimuli (SPEC section 3)"
@@ -35,11 +36,7 @@ def add_parser(sub) -> None:
     p.add_argument("--control", choices=["random"], help="also evaluate the random-K control (K random positions "
                    "per channel) at the same layers and K as every Top-K setting")
     p.add_argument("--seed", type=int, default=0, help="seed of the random-K control (default: 0)")
-    p.add_argument("--out", metavar="DIR", default="shape-bias-results", help="output folder")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, default=2, help="image decoding processes")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
-    p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+    add_evaluation_options(p, "shape-bias-results")
     p.set_defaults(run=run)
 
 
@@ -104,8 +101,6 @@ def _settings(topks: list[float], control: str | None) -> list[tuple[float, str]
 
 
 def _from_model(args, out: Path) -> tuple[list[dict], list[ShapeBiasResult]]:
-    import torch
-
     from ..shape_bias.dataset import CueConflictDataset
     from ..shape_bias.evaluate import evaluate_model
     from ..shape_bias.imagenet import ImageNetImages, eval_transform, evaluate_imagenet
@@ -117,7 +112,7 @@ def _from_model(args, out: Path) -> tuple[list[dict], list[ShapeBiasResult]]:
         if not 0 <= f <= 1 or math.isnan(f):
             raise ValueError(f"--topk {f:g} is not a fraction in [0, 1] (0 means dense)")
     dataset = CueConflictDataset(find_cue_conflict(args.data))
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(args.device)
     model = load_model(args.model, args.weights).to(device).eval()
     imagenet = ImageNetImages(args.imagenet, eval_transform(model)) if args.imagenet else None
     layers, channel_dim = placement(args.model, model, args.layers)

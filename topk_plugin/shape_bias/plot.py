@@ -18,6 +18,17 @@ __all__ = ["plot_shape_bias", "plot_tradeoff"]
 HUMAN_COLOR = "#d62728"
 
 
+def _save(fig, path: Path) -> list[Path]:
+    """``path`` (PNG) and the same figure as PDF beside it; closes the figure."""
+    import matplotlib.pyplot as plt
+
+    written = [path, path.with_suffix(".pdf")]
+    for target in written:
+        fig.savefig(target, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return written
+
+
 def plot_shape_bias(
     results: list[ShapeBiasResult],
     path: str | Path,
@@ -61,11 +72,7 @@ def plot_shape_bias(
     ax.set_title(title, pad=28, fontsize=11)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=1, fontsize=8, frameon=False)
     fig.tight_layout()
-    written = [path, path.with_suffix(".pdf")]
-    for target in written:
-        fig.savefig(target, dpi=150, bbox_inches="tight")
-    plt.close(fig)
-    return written
+    return _save(fig, path)
 
 
 # marker style per kind of point in the trade-off plot
@@ -118,8 +125,4 @@ def plot_tradeoff(points: list[dict], path: str | Path, *, title: str = "Shape b
     ax.set_title(title, fontsize=11)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    written = [path, path.with_suffix(".pdf")]
-    for target in written:
-        fig.savefig(target, dpi=150, bbox_inches="tight")
-    plt.close(fig)
-    return written
+    return _save(fig, path)
