@@ -107,5 +107,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nwrote {out}/ (search.json, evaluated.csv, front.png/.pdf"
               + (", best_placement.json)" if spec else ")"))
         if spec:
-            print(f"use it: topk_plugin.create_model({args.model!r}, placement={str(out / 'best_placement.json')!r})")
+            weights = f", weights_path={args.weights!r}" if args.weights else ""
+            print(f"use it: topk_plugin.create_model({args.model!r}{weights}, "
+                  f"placement={str(out / 'best_placement.json')!r})")
     return 0
