@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..shape_bias import evaluate_model, shape_bias
-from ..shape_bias.categories import CATEGORIES, _table, category_indices
+from ..shape_bias.categories import CATEGORIES, category_indices, category_wnids
 
 __all__ = ["MIN_CATEGORIES", "covered_categories", "SixteenClassHead", "cue_conflict_shape_bias", "is_wnid"]
 
@@ -43,7 +43,7 @@ def is_wnid(name: str) -> bool:
 
 def covered_categories(classes: list[str]) -> dict[str, list[int]]:
     """``{category: [index into classes, ...]}`` for the categories the class wnids cover."""
-    wnid_to_category = {w: c for c, wnids in _table()["wnids"].items() for w in wnids}
+    wnid_to_category = {w: c for c, wnids in category_wnids().items() for w in wnids}
     covered: dict[str, list[int]] = {}
     for i, name in enumerate(classes):
         category = wnid_to_category.get(name)

@@ -75,3 +75,11 @@ def test_real_squeezenet_top1(shared_dir, tmp_path):
     result = evaluate_imagenet(model, tmp_path, batch_size=50, workers=1, progress=False)
     assert result.n_images == 100
     assert 0.45 <= result.top1 <= 0.85
+
+
+def test_category_wnids_match_the_indices():
+    """The 16 categories' wnids are the wnids at their ImageNet indices (two views of one table)."""
+    from topk_plugin.shape_bias.categories import category_indices, category_wnids
+
+    wnids = category_wnids()
+    assert {c: [WNIDS[i] for i in idx] for c, idx in category_indices().items()} == wnids

@@ -7,7 +7,7 @@ from importlib import resources
 
 import torch
 
-__all__ = ["CATEGORIES", "category_indices", "probabilities_to_16class", "decisions"]
+__all__ = ["CATEGORIES", "category_indices", "category_wnids", "probabilities_to_16class", "decisions"]
 
 
 @lru_cache(maxsize=None)
@@ -21,6 +21,11 @@ CATEGORIES: tuple[str, ...] = tuple(_table()["categories"])
 def category_indices() -> dict[str, list[int]]:
     """``{category: [ImageNet class index, ...]}`` (207 indices in all)."""
     return {c: list(v) for c, v in _table()["indices"].items()}
+
+
+def category_wnids() -> dict[str, list[str]]:
+    """``{category: [ImageNet wnid, ...]}``, the same classes as :func:`category_indices`."""
+    return {c: list(v) for c, v in _table()["wnids"].items()}
 
 
 @lru_cache(maxsize=None)
