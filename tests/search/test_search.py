@@ -74,6 +74,8 @@ def test_cached_equals_naive_equals_from_scratch(data):
     dense, cached, _ = evaluate_settings(model, SETTINGS, cue, imagenet, cache=True, **kw)
     dense2, naive, _ = evaluate_settings(model, SETTINGS, cue, imagenet, cache=False, **kw)
     assert dense == dense2 and cached == naive  # per-image decisions and hits included
+    none, partial, _ = evaluate_settings(model, SETTINGS, cue, imagenet, cache=True, dense=False, **kw)
+    assert none is None and partial == cached  # the walk may stop early without the dense output
     for s in SETTINGS:  # the public path: sparsified() + the evaluators
         with topk_plugin.sparsified(model, list(s.layers), s.k):
             sb = evaluate_model(model, cue, batch_size=5, workers=0, progress=False).result
@@ -160,3 +162,36 @@ def test_search_result_and_spec(data, tmp_path):
     sparse = topk_plugin.sparsify(tiny_classifier(), path)
     assert {n: m.k for n, m in topk_plugin.sparsified_layers(sparse).items()} == loaded.layers
     assert all(p.exists() for p in result.plot(tmp_path / "front.png"))
+
+
+def test_interrupted_search_resumes_to_the_same_result(data, tmp_path, monkeypatch):
+    from topk_plugin.search import search as search_module
+
+    cue, imagenet = data
+    kw = dict(name="tiny", topks=(0.25, 0.5), max_layers=2, beam=2, budget=100, batch_size=6, workers=0, progress=False)
+    whole = search_placement(tiny_classifier(), cue, imagenet, **kw)
+    checkpoint = tmp_path / "search.checkpoint.json"
+    real, calls = search_module.evaluate_settings, []
+
+    def crash_in_phase_two(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(search_module, "evaluate_settings", crash_in_phase_two)
+    with pytest.raises(KeyboardInterrupt):
+        search_placement(tiny_classifier(), cue, imagenet, checkpoint=checkpoint, **kw)
+    assert checkpoint.exists()  # the singles phase is saved
+    calls.clear()
+    monkeypatch.setattr(search_module, "evaluate_settings", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    resumed = search_placement(tiny_classifier(), cue, imagenet, checkpoint=checkpoint, resume=True, **kw)
+    assert len(calls) == 2  # combinations and controls only
+    assert resumed.to_json()["evaluated"] == whole.to_json()["evaluated"]
+    assert (resumed.dense, resumed.front, resumed.best, resumed.controls) == (whole.dense, whole.front, whole.best,
+                                                                               whole.controls)
+    calls.clear()
+    search_placement(tiny_classifier(), cue, imagenet, checkpoint=checkpoint, resume=True, **kw)
+    assert calls == []  # everything was done
+    with pytest.raises(ValueError, match="other settings.*topks"):
+        search_placement(tiny_classifier(), cue, imagenet, checkpoint=checkpoint, resume=True, **{**kw, "topks": (0.5,)})

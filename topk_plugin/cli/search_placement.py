@@ -32,6 +32,8 @@ def add_parser(sub) -> None:
     p.add_argument("--no-cache", dest="cache", action="store_false",
                    help="run the whole model per setting (the naive search; same numbers, slower)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random-K control")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the phases already in DIR/search.checkpoint.json (written after each phase)")
     add_evaluation_options(p, "placement-search")
     p.set_defaults(run=run)
 
@@ -91,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         model, cue, imagenet, name=args.model.split(":", 1)[-1], topks=args.topk, candidates=args.layers,
         max_layers=args.max_layers, beam=args.beam, budget=args.budget, control=args.control, cache=args.cache,
         seed=args.seed, batch_size=args.batch_size, workers=args.workers, device=device,
-        progress=not args.json or sys.stderr.isatty(),
+        progress=not args.json or sys.stderr.isatty(), checkpoint=out / "search.checkpoint.json", resume=args.resume,
     )
     summary = json_safe(result.to_json())
     atomic_write_json(out / "search.json", summary)

@@ -92,11 +92,14 @@ def evaluate_settings(
     workers: int = 2,
     device=None,
     progress: bool = True,
-) -> tuple[Scores, dict[Setting, Scores], dict]:
+    dense: bool = True,
+) -> tuple[Scores | None, dict[Setting, Scores], dict]:
     """``(dense scores, {setting: scores}, timing)`` for ``model`` on both data sets.
 
     ``runner`` (built once per model and candidate list) is reused if given;
     with ``cache=True`` and none given one is built for the settings' layers.
+    ``dense=False`` skips the dense model (its scores are then None; with the
+    cache, each batch stops after the last layer a setting starts at).
     """
     settings = list(dict.fromkeys(settings))
     ops = {s: s.ops(seed) for s in settings}
@@ -108,6 +111,7 @@ def evaluate_settings(
         for s in settings:
             first = min(s.layers, key=order.__getitem__)
             starts[first].append((s, first))
+        last_start = max(starts, key=order.__getitem__, default=None)
     mean, std = model_normalization(model)
     device = torch.device(device) if device is not None else model_device(model)
     tally = _Tally()
@@ -130,12 +134,15 @@ def evaluate_settings(
                             with attached(model, later):
                                 out = runner.tail(first, state, ops[s][first](runner.value(first, state)))
                             tally.add(s, dataset, indices, out)
+                        if layer == last_start and not dense:
+                            break  # the rest of the walk would only give the dense output
                 else:
-                    tally.add(None, dataset, indices, model(x))
+                    if dense:
+                        tally.add(None, dataset, indices, model(x))
                     for s in settings:
                         with attached(model, ops[s]):
                             tally.add(s, dataset, indices, model(x))
                 timing["model"] += time.perf_counter() - tick
                 bar.update(len(indices))
     timing["seconds"] = time.perf_counter() - start
-    return tally.scores(None), {s: tally.scores(s) for s in settings}, timing
+    return (tally.scores(None) if dense else None), {s: tally.scores(s) for s in settings}, timing

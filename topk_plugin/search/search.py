@@ -26,6 +26,7 @@ from ..shape_bias.imagenet import ImageNetImages
 from .candidates import eligible_layers
 from .evaluate import Scores, Setting, evaluate_settings
 from .front import best_within_budget, pareto_front
+from .checkpoint import SearchCheckpoint
 from .prefix import PrefixRunner, TraceError
 
 __all__ = ["SearchResult", "search_placement"]
@@ -108,8 +109,14 @@ def search_placement(
     workers: int = 2,
     device=None,
     progress: bool = True,
+    checkpoint=None,
+    resume: bool = False,
 ) -> SearchResult:
-    """Search Top-K placements of ``model`` (see the module doc); returns a ``SearchResult``."""
+    """Search Top-K placements of ``model`` (see the module doc); returns a ``SearchResult``.
+
+    ``checkpoint``: a JSON file written atomically after each phase; with
+    ``resume=True`` the phases it holds are not run again (same results).
+    """
     if max_layers < 1 or beam < 1:
         raise ValueError(f"max_layers ({max_layers}) and beam ({beam}) must be >= 1")
     if budget < 0:
@@ -130,37 +137,40 @@ def search_placement(
             cache = False
     common = dict(cache=cache, runner=runner, seed=seed, batch_size=batch_size, workers=workers, device=device,
                   progress=progress)
-    timing = {}
+    config = dict(model=name, candidates=list(candidates), topks=list(topks), max_layers=max_layers, beam=beam,
+                  budget=budget, control=control, seed=seed, cue=[str(cue.root), len(cue)],
+                  imagenet=[str(imagenet.root), len(imagenet)])
+    state = SearchCheckpoint(checkpoint, config, resume)
 
-    singles = [Setting((layer,), k) for k in topks for layer in candidates]
-    dense, evaluated, t = evaluate_settings(model, singles, cue, imagenet, **common)
-    timing["singles"] = t["seconds"]
+    def phase(label: str, settings: list[Setting], dense: bool = False) -> dict:
+        if state.done(label) is None:
+            scored_dense, scored, t = evaluate_settings(model, settings, cue, imagenet, dense=dense, **common)
+            state.save(label, scored, t["seconds"], scored_dense)
+        return state.done(label)
 
+    evaluated = dict(phase("singles", [Setting((layer,), k) for k in topks for layer in candidates], dense=True))
+    dense = state.dense
     combos = []
+    order = {layer: i for i, layer in enumerate(candidates)}
     for k in topks:
         ok = {s: v for s, v in evaluated.items() if s.k == k}
         within = [s for s in ok if (dense.imagenet_top1 - ok[s].imagenet_top1) * 100 <= budget]
         top = sorted(within, key=lambda s: -ok[s].shape_bias)[:beam]
-        layers = [s.layers[0] for s in top]
-        order = {layer: i for i, layer in enumerate(candidates)}
+        layers = sorted((s.layers[0] for s in top), key=order.__getitem__)
         for size in range(2, max_layers + 1):
-            for group in itertools.combinations(sorted(layers, key=order.__getitem__), size):
-                combos.append(Setting(group, k))
+            combos += [Setting(group, k) for group in itertools.combinations(layers, size)]
     if combos:
-        _, more, t = evaluate_settings(model, combos, cue, imagenet, **common)
-        evaluated.update(more)
-        timing["combinations"] = t["seconds"]
+        evaluated.update(phase("combinations", combos))
 
     front = [s for s in pareto_front({**evaluated, None: dense}) if s is not None]
     best = best_within_budget(evaluated, dense.imagenet_top1, budget)
     controls = {}
-    if control:
-        chosen = list(dict.fromkeys(front + ([best] if best else [])))
+    chosen = list(dict.fromkeys(front + ([best] if best else [])))
+    if control and chosen:
         random = {s: Setting(s.layers, s.k, "random") for s in chosen}
-        if random:
-            _, scored, t = evaluate_settings(model, list(random.values()), cue, imagenet, **common)
-            controls = {s: scored[r] for s, r in random.items()}
-            timing["controls"] = t["seconds"]
+        scored = phase("controls", list(random.values()))
+        controls = {s: scored[r] for s, r in random.items()}
+    timing = dict(state.timing)
     timing["total"] = time.perf_counter() - start
     timing["cache"] = cache
     timing["settings"] = len(evaluated) + len(controls)

@@ -1,0 +1,81 @@
+"""Search checkpoints: each finished phase is written atomically, so an interrupted search resumes.
+
+The file holds the search's configuration (a resume with other settings is
+refused, naming what differs), the dense scores, and the scores of every
+finished phase, per-image decisions included, so a resumed search returns
+exactly what an uninterrupted one would.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .._io import atomic_write_json
+from .evaluate import Scores, Setting
+
+__all__ = ["SearchCheckpoint"]
+
+FORMAT = "topk-plugin.search-checkpoint"
+
+
+def _setting_json(s: Setting) -> dict:
+    return {"layers": list(s.layers), "k": s.k, "op": s.op}
+
+
+def _setting(d: dict) -> Setting:
+    return Setting(tuple(d["layers"]), d["k"], d["op"])
+
+
+def _scores_json(v: Scores) -> dict:
+    return {**v.to_json(), "decisions": list(v.decisions), "hits": list(v.hits)}
+
+
+def _scores(d: dict) -> Scores:
+    return Scores(**{**d, "decisions": tuple(d["decisions"]), "hits": tuple(d["hits"])})
+
+
+class SearchCheckpoint:
+    """Phases done so far (``{phase: {setting: scores}}``) for one configuration."""
+
+    def __init__(self, path: str | Path | None, config: dict, resume: bool = False):
+        self.path = None if path is None else Path(path)
+        self.config = json.loads(json.dumps(config))  # as it reads back from JSON
+        self.dense: Scores | None = None
+        self.phases: dict[str, dict] = {}
+        self.timing: dict = {}
+        if resume and self.path is not None and self.path.is_file():
+            self._load()
+
+    def _load(self) -> None:
+        data = json.loads(self.path.read_text())
+        if data.get("format") != FORMAT:
+            raise ValueError(f"{self.path} is not a placement-search checkpoint")
+        differ = sorted(k for k in set(self.config) | set(data["config"]) if self.config.get(k) != data["config"].get(k))
+        if differ:
+            raise ValueError(
+                f"cannot resume from {self.path}: it was made with other settings ({', '.join(differ)}); "
+                "rerun with the same options, or without --resume (or another --out) to start afresh"
+            )
+        self.dense = _scores(data["dense"]) if data.get("dense") else None
+        self.phases = {
+            phase: {_setting(s): _scores(v) for s, v in rows} for phase, rows in data["phases"].items()
+        }
+        self.timing = dict(data.get("timing", {}))
+
+    def done(self, phase: str) -> dict | None:
+        return self.phases.get(phase)
+
+    def save(self, phase: str, results: dict, seconds: float, dense: Scores | None = None) -> None:
+        self.phases[phase] = results
+        self.timing[phase] = seconds
+        if dense is not None:
+            self.dense = dense
+        if self.path is None:
+            return
+        atomic_write_json(self.path, {
+            "format": FORMAT,
+            "config": self.config,
+            "dense": None if self.dense is None else _scores_json(self.dense),
+            "phases": {p: [[_setting_json(s), _scores_json(v)] for s, v in rows.items()] for p, rows in self.phases.items()},
+            "timing": self.timing,
+        })
