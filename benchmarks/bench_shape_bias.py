@@ -18,7 +18,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from topk_plugin.shape_bias.dataset import CueConflictDataset, stack
-from topk_plugin.shape_bias.evaluate import _worker_init, evaluate_model
+from topk_plugin.shape_bias.batches import single_thread_worker
+from topk_plugin.shape_bias.evaluate import evaluate_model
 
 
 def models(shared: Path):
@@ -38,7 +39,7 @@ def models(shared: Path):
 def decode_only(dataset, workers: int, batch_size: int) -> float:
     start = time.perf_counter()
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=stack,
-                        worker_init_fn=_worker_init if workers else None)
+                        worker_init_fn=single_thread_worker if workers else None)
     for _ in loader:
         pass
     return time.perf_counter() - start

@@ -36,6 +36,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..shape_bias.batches import IMAGENET_MEAN, IMAGENET_STD
+
 __all__ = [
     "FeatureWeightsUnavailableError",
     "ImagesUint8",
@@ -210,7 +212,7 @@ def _register(name: str, spec: _Spec) -> str:
 
 
 def register_module_extractor(name: str, build: Callable[[], nn.Module], *, input_size: int = 224,
-                              mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)) -> str:
+                              mean=IMAGENET_MEAN, std=IMAGENET_STD) -> str:
     """Register ``build()`` (an ``nn.Module``; timm models give ``pool`` and ``logits``,
     other modules' ``forward`` output is taken as the ``pool`` features) under ``name``.
     Registering the same name again replaces the builder."""
@@ -246,8 +248,8 @@ def register_timm_extractor(arch: str, *, pretrained: bool = True, name: str | N
         raise ValueError(f"{arch!r} is not a timm model")
     cfg = timm.get_pretrained_cfg(arch) or None
     size = (cfg.input_size[-1] if cfg else 224)
-    mean = tuple(cfg.mean) if cfg else (0.485, 0.456, 0.406)
-    std = tuple(cfg.std) if cfg else (0.229, 0.224, 0.225)
+    mean = tuple(cfg.mean) if cfg else IMAGENET_MEAN
+    std = tuple(cfg.std) if cfg else IMAGENET_STD
     from ..zoo import weights as zw
 
     if arch in zw.OFFLINE_SOURCES:  # the shipped weights' own normalisation

@@ -49,7 +49,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from topk_plugin.shape_bias.evaluate import IMAGENET_MEAN, IMAGENET_STD, model_normalization
+from topk_plugin.shape_bias.batches import IMAGENET_MEAN, IMAGENET_STD, model_normalization
 from topk_plugin.shape_bias.metrics import ShapeBiasResult, shape_bias
 from topk_plugin.shape_bias.mvh_csv import csv_name, read_trials
 from topk_plugin.zoo.weights import load_weights_file

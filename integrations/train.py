@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader
 
 from .._io import atomic_write_json, atomic_write_text
 from ..shape_bias import write_trials
-from ..shape_bias.evaluate import model_normalization
+from ..shape_bias.batches import model_normalization, single_thread_worker
 from ..zoo import create_model
 from . import train_dist as dist
 from ._checkpoint import atomic_torch_save, check_fixed_settings, rng_state, set_rng_state
@@ -146,13 +146,9 @@ def _sync_buffers(env: dist.DistEnv, model: nn.Module) -> None:
 # --- evaluation -----------------------------------------------------------------------------
 
 
-def _worker_init(_):
-    torch.set_num_threads(1)  # loader workers must not compete with the model's threads
-
-
 def _loader(dataset, batch_size, sampler, workers, device, seed=0) -> DataLoader:
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      pin_memory=device.type == "cuda", worker_init_fn=_worker_init if workers else None,
+                      pin_memory=device.type == "cuda", worker_init_fn=single_thread_worker if workers else None,
                       generator=torch.Generator().manual_seed(seed), persistent_workers=False)
 
 

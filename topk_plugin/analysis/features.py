@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..layers import UnknownLayerError, resolve_layers
+from ..shape_bias.batches import IMAGENET_MEAN, IMAGENET_STD, model_normalization
 
 __all__ = [
     "FeatureExtractor",
@@ -26,8 +27,6 @@ __all__ = [
     "IMAGENET_STD",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Gatys et al.'s texture layers (relu1_1, pool1..pool4; the authors' code uses
 # the same five) and their counterparts in other backbones: the first
@@ -55,11 +54,7 @@ def channel_dim_of(t: torch.Tensor) -> int:
 
 def input_stats(model: nn.Module) -> tuple[tuple, tuple]:
     """The (mean, std) the model's weights expect: timm's pretrained_cfg, else ImageNet's."""
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    mean, std = cfg.get("mean"), cfg.get("std")
-    if mean is not None and std is not None and len(mean) == 3 and len(std) == 3:
-        return tuple(mean), tuple(std)
-    return IMAGENET_MEAN, IMAGENET_STD
+    return model_normalization(model)
 
 
 def _base_name(name: str) -> str:

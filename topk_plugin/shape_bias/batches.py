@@ -17,24 +17,31 @@ from torch.utils.data import DataLoader, Dataset
 
 from .dataset import stack
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "model_normalization", "model_device", "inference", "stream_batches"]
+__all__ = [
+    "IMAGENET_MEAN", "IMAGENET_STD", "model_normalization", "model_device", "single_thread_worker", "inference",
+    "stream_batches",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def model_normalization(model: nn.Module) -> tuple[tuple, tuple]:
-    """The model's own mean/std (timm's ``pretrained_cfg``), else ImageNet's."""
+    """The model's own RGB mean/std (timm's ``pretrained_cfg``), else ImageNet's."""
     cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}
-    return tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
+    mean, std = cfg.get("mean"), cfg.get("std")
+    if mean is not None and std is not None and len(mean) == 3 and len(std) == 3:
+        return tuple(mean), tuple(std)
+    return IMAGENET_MEAN, IMAGENET_STD
 
 
 def model_device(model: nn.Module) -> torch.device:
     return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
-def _worker_init(_):
-    torch.set_num_threads(1)  # decoding workers must not compete with the model's threads
+def single_thread_worker(_):
+    """DataLoader ``worker_init_fn``: decoding workers must not compete with the model's threads."""
+    torch.set_num_threads(1)
 
 
 @contextlib.contextmanager
@@ -77,7 +84,7 @@ def stream_batches(
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=stack,
-        worker_init_fn=_worker_init if workers else None,
+        worker_init_fn=single_thread_worker if workers else None,
         pin_memory=device.type == "cuda",
         persistent_workers=False,
     )

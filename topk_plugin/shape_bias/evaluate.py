@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .batches import IMAGENET_MEAN, IMAGENET_STD, _worker_init, inference, model_device, model_normalization, stream_batches
+from .batches import IMAGENET_MEAN, IMAGENET_STD, inference, model_device, model_normalization, stream_batches
 from .categories import decisions
 from .dataset import CueConflictDataset
 from .metrics import ShapeBiasResult, Trial, shape_bias

@@ -24,15 +24,16 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
+from ..shape_bias.batches import IMAGENET_MEAN, IMAGENET_STD
+
 __all__ = ["CifarResNet", "resnet18_cifar", "head_grid"]
 
-_MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 # Read by timm's register_model: one weightless cfg (architecture metadata only).
 default_cfgs = generate_default_cfgs({
     "resnet18_cifar": {
         "url": "", "num_classes": 1000, "input_size": (3, 224, 224), "pool_size": (7, 7),
-        "mean": _MEAN, "std": _STD, "first_conv": "conv1", "classifier": "fc",
+        "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "first_conv": "conv1", "classifier": "fc",
         "license": "mit",
     },
 })
