@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 
-__all__ = ["positive_int", "add_evaluation_options", "pick_device"]
+__all__ = ["positive_int", "bounded_float", "check_fractions", "add_evaluation_options", "pick_device"]
 
 
 def positive_int(text: str) -> int:
@@ -12,6 +13,29 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} must be >= 1")
     return value
+
+
+def bounded_float(low: float, high: float, message: str):
+    """An argparse type: a float in [low, high], else ``message.format(text)`` as the usage error."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(message.format(text))
+        return value
+
+    return parse
+
+
+def check_fractions(values, *, dense_zero: bool) -> None:
+    """``--topk`` values: fractions in (0, 1], or [0, 1] when 0 means the dense model."""
+    for f in values:
+        if math.isnan(f) or not (0 <= f if dense_zero else 0 < f) or f > 1:
+            span = "[0, 1] (0 means dense)" if dense_zero else "(0, 1]"
+            raise ValueError(f"--topk {f:g} is not a fraction in {span}")
 
 
 def add_evaluation_options(parser: argparse.ArgumentParser, out_default: str) -> None:

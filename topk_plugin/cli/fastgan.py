@@ -11,21 +11,14 @@ import sys
 from pathlib import Path
 
 from .._io import json_safe
-from .argtypes import positive_int
+from .argtypes import bounded_float, positive_int
 from .integration import load_integration
 
 
 HELP = "train FastGAN with Top-K on a generator block, or sample from a checkpoint (paper 4.4)"
 
 
-def _fraction_or_zero(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a fraction in [0, 1] (0 means dense, paper: 0.05)")
-    return value
+_fraction_or_zero = bounded_float(0, 1, "{} is not a fraction in [0, 1] (0 means dense, paper: 0.05)")
 
 
 def add_parser(sub) -> None:

@@ -5,12 +5,11 @@ import argparse
 import csv
 import io
 import json
-import math
 import sys
 from pathlib import Path
 
 from .._io import atomic_write_json, atomic_write_text, json_safe
-from .argtypes import add_evaluation_options, pick_device, positive_int
+from .argtypes import add_evaluation_options, check_fractions, pick_device, positive_int
 
 HELP = "search Top-K placements: the Pareto front of shape bias vs ImageNet top-1, and the best within a budget"
 
@@ -36,12 +35,6 @@ def add_parser(sub) -> None:
                    help="reuse the phases already in DIR/search.checkpoint.json (written after each phase)")
     add_evaluation_options(p, "placement-search")
     p.set_defaults(run=run)
-
-
-def _check_topk(values) -> None:
-    for f in values:
-        if not 0 < f <= 1 or math.isnan(f):
-            raise ValueError(f"--topk {f:g} is not a fraction in (0, 1]")
 
 
 def _table(summary: dict) -> str:
@@ -81,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from ..shape_bias.locate import find_cue_conflict
     from .models import load_model
 
-    _check_topk(args.topk)
+    check_fractions(args.topk, dense_zero=False)
     if args.budget < 0:
         raise ValueError(f"--budget {args.budget:g} must be >= 0 percentage points")
     out = Path(args.out)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 from .._io import atomic_write_json, json_safe
 from ..shape_bias.metrics import ShapeBiasResult, shape_bias
 from ..shape_bias.mvh_csv import read_trials, write_trials
-from .argtypes import add_evaluation_options, pick_device
+from .argtypes import add_evaluation_options, check_fractions, pick_device
 
 DEFAULT_MODEL = "tf_efficientnet_lite0"
 HELP = "measure shape bias on the cue-conflict stimuli (SPEC section 3)"
@@ -108,9 +107,7 @@ def _from_model(args, out: Path) -> tuple[list[dict], list[ShapeBiasResult]]:
     from ..surgery import sparsified
     from .models import load_model, placement
 
-    for f in args.topk:
-        if not 0 <= f <= 1 or math.isnan(f):
-            raise ValueError(f"--topk {f:g} is not a fraction in [0, 1] (0 means dense)")
+    check_fractions(args.topk, dense_zero=True)
     dataset = CueConflictDataset(find_cue_conflict(args.data))
     device = pick_device(args.device)
     model = load_model(args.model, args.weights).to(device).eval()

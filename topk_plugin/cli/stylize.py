@@ -10,19 +10,13 @@ import json
 import sys
 
 from .._io import json_safe
+from .argtypes import bounded_float
 from .integration import load_integration
 
 HELP = "AdaIN-stylize an image folder (keeps its ImageFolder layout) for the stylized evaluation"
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1] (paper: 0.5)")
-    return value
+_fraction = bounded_float(0, 1, "{} is not in [0, 1] (paper: 0.5)")
 
 
 def _size(text: str) -> int:

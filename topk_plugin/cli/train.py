@@ -11,20 +11,13 @@ import os
 import sys
 
 from .._io import json_safe
-from .argtypes import positive_int
+from .argtypes import bounded_float, positive_int
 from .integration import load_integration
 
 HELP = "train a classifier with Top-K from scratch on an ImageFolder (paper 4.3); resumable, multi-process"
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be >= 0")
-    return value
+_positive_float = bounded_float(0, float("inf"), "{} must be >= 0")
 
 
 def add_parser(sub) -> None:
