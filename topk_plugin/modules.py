@@ -16,6 +16,11 @@ torch.fx.wrap("spatial_topk")
 __all__ = ["TopK", "RandomK"]
 
 
+def _check_channel_dim(channel_dim: int) -> None:
+    if channel_dim not in (1, -1):
+        raise ValueError(f"channel_dim must be 1 (n, c, *spatial) or -1 (n, tokens, c), got {channel_dim}")
+
+
 class TopK(nn.Module):
     """Spatial Top-K sparsity as a layer; settings are validated here, not at forward.
 
@@ -36,8 +41,7 @@ class TopK(nn.Module):
         super().__init__()
         validate_k(k)
         check_options(ties, mode, rank_by)
-        if channel_dim not in (1, -1):
-            raise ValueError(f"channel_dim must be 1 (n, c, *spatial) or -1 (n, tokens, c), got {channel_dim}")
+        _check_channel_dim(channel_dim)
         self.k = k
         self.ties = ties
         self.mode = mode
@@ -81,8 +85,7 @@ class RandomK(nn.Module):
         super().__init__()
         validate_k(k)
         check_options("exact", mode, "abs")
-        if channel_dim not in (1, -1):
-            raise ValueError(f"channel_dim must be 1 (n, c, *spatial) or -1 (n, tokens, c), got {channel_dim}")
+        _check_channel_dim(channel_dim)
         self.k = k
         self.seed = int(seed)
         self.mode = mode

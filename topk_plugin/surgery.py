@@ -15,6 +15,7 @@ parameters or buffers), so pretrained weights load before or after:
 from __future__ import annotations
 
 import contextlib
+import inspect
 import operator
 import os
 import zlib
@@ -236,8 +237,8 @@ def sparsify(
     if isinstance(layers, (PlacementSpec, os.PathLike)):
         spec = load_placement(layers)
         given = dict(k=k, op=op, seed=seed, ties=ties, mode=mode, rank_by=rank_by, invert=invert, channel_dim=channel_dim)
-        defaults = dict(k=None, op="topk", seed=0, ties="exact", mode="keep", rank_by="abs", invert=False, channel_dim=1)
-        clash = [key for key, value in given.items() if value != defaults[key]]
+        defaults = inspect.signature(sparsify).parameters
+        clash = [key for key, value in given.items() if value != defaults[key].default]
         if clash:
             raise ValueError(f"the placement spec sets the layers, K and options; do not also pass {', '.join(clash)} "
                              "(edit the spec, or pass the layers and k directly)")

@@ -90,16 +90,22 @@ def _reference_features(net, x):
         return FeatureExtractor(net, TINY_LAYERS)(x)
 
 
-def test_texture_loss_is_gram_matching_of_masked_activations(target, monkeypatch):
-    """The loss the optimiser sees, recomputed with einsum and the brute-force Top-K reference."""
-    seen = {}
+@pytest.fixture
+def seen(monkeypatch) -> dict:
+    """``{condition: (loss the optimiser would see at a fixed random image, that image)}``."""
+    losses = {}
 
     def capture(loss_fn, shape, **kw):
         x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
-        seen[kw["desc"].split()[1]] = (loss_fn(x).item(), x)
+        losses[kw["desc"].split()[1]] = (loss_fn(x).item(), x)
         return x, [1.0, 0.5]
 
     monkeypatch.setattr("topk_plugin.analysis.common.optimize_image", capture)
+    return losses
+
+
+def test_texture_loss_is_gram_matching_of_masked_activations(target, seen):
+    """The loss the optimiser sees, recomputed with einsum and the brute-force Top-K reference."""
     net = tiny_net()
     texture_synthesis(target, net, layers=TINY_LAYERS, topk=0.1, size=None, progress=False)
     ft = _reference_features(net, target)
@@ -116,15 +122,7 @@ def test_texture_loss_is_gram_matching_of_masked_activations(target, monkeypatch
         assert value == pytest.approx(float(expected) / len(TINY_LAYERS), rel=1e-4), cond
 
 
-def test_reconstruction_masks_the_target_only(target, monkeypatch):
-    seen = {}
-
-    def capture(loss_fn, shape, **kw):
-        x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
-        seen[kw["desc"].split()[1]] = (loss_fn(x).item(), x)
-        return x, [1.0, 0.5]
-
-    monkeypatch.setattr("topk_plugin.analysis.common.optimize_image", capture)
+def test_reconstruction_masks_the_target_only(target, seen):
     net = tiny_net()
     reconstruct(target, net, layers=TINY_LAYERS, topk=0.1, size=None, progress=False)
     ft = _reference_features(net, target)

@@ -87,10 +87,7 @@ class PrefixRunner:
         ``state`` maps graph nodes to the values live across the cut; pass it to
         :meth:`tail` before advancing the walk (the walk reuses its tensors).
         """
-        env: dict = {}
-        start = 0
-        placeholder = self.nodes[0]
-        env[placeholder] = x
+        env: dict = {self.nodes[0]: x}  # the placeholder
         start = 1
         for cut in self.cuts:
             stop = self._position[self._node[cut]] + 1
