@@ -131,6 +131,59 @@ def test_gradient_and_saved_tensors_are_a_bool_mask():
     assert torch.equal(x.grad, expected)
 
 
+def assert_kernel_equals_torch_path(x, k, **kw):
+    int_dtype = {2: torch.int16, 4: torch.int32, 8: torch.int64}[x.element_size()]
+    for fn in (spatial_topk, topk_mask):
+        fast, slow = both(lambda: fn(x, k, **kw))
+        if fn is spatial_topk:
+            fast, slow = fast.view(int_dtype), slow.view(int_dtype)
+        assert torch.equal(fast, slow), (fn.__name__, k, kw)
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_band_gather_with_crowded_lanes(dtype, channels_last):
+    """The last step gathers the few keys left in the bracket with one vector pass that keeps
+    three per lane (lane = position mod 4 vector widths of 64 bytes) and falls back to a scalar
+    pass when a lane holds more. Here every large key sits in the same lane, so the fallback
+    must run whenever the band holds four or more of them."""
+    stride = 256 // torch.empty((), dtype=dtype).element_size()  # positions sharing a lane
+    n_big = 30
+    length = stride * (n_big + 3)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, length, generator=g, dtype=torch.float64) * 1e-3
+    order = torch.randperm(n_big, generator=g)
+    x[..., : n_big * stride : stride] = 1 + order.double() / 32  # distinct in every dtype
+    x = x.to(dtype).unsqueeze(-1)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    for k in (3, 5, 12, 20, 29):
+        for ties in ("exact", "threshold"):
+            assert_kernel_equals_torch_path(x, k, ties=ties)
+            assert_kernel_equals_torch_path(-x, k, ties=ties, rank_by="abs")
+        with _select_ops.backend("kernel"):
+            kept = spatial_topk(x, k).squeeze(-1)
+        big = x.squeeze(-1)[..., : n_big * stride : stride]
+        assert torch.equal(kept[..., : n_big * stride : stride] != 0, big >= big.sort(-1, descending=True).values[..., k - 1 : k])
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+def test_rows_longer_than_a_count_chunk(dtype):
+    """Counts accumulate in the key type (int16 for half precision) and are flushed every 16384
+    keys: rows longer than two chunks, with many ties and with distinct values."""
+    g = torch.Generator().manual_seed(1)
+    length = 2 * 16384 + 77
+    x = torch.randn(2, 2, length, generator=g, dtype=torch.float64)
+    x[0, 0] = torch.randint(-4, 5, (length,), generator=g).double()  # ties everywhere
+    x = x.to(dtype)
+    for k in (1, 0.05, 0.5, 0.999):
+        for ties in ("exact", "threshold"):
+            for rank_by in ("abs", "value"):
+                assert_kernel_equals_torch_path(x, k, ties=ties, rank_by=rank_by)
+
+
 class Wrap(torch.nn.Module):
     def forward(self, t):
         return spatial_topk(t, 0.2) * 2 + spatial_topk(t, 0.3, ties="threshold", rank_by="value", invert=True)
