@@ -410,9 +410,15 @@ def test_missing_tensorflow_points_at_the_stand_ins(monkeypatch, tmp_path):
 
 @pytest.fixture
 def clean_stand_in_names():
-    saved = {name: sys.modules.pop(name) for name in mvh.STAND_IN_MODULES if name in sys.modules}
+    """Hide the stand-in names and their submodules (an earlier test in the same process may
+    have imported the real ``skimage.io``), and restore them afterwards."""
+
+    def covered(name):
+        return any(name == top or name.startswith(top + ".") for top in mvh.STAND_IN_MODULES)
+
+    saved = {name: sys.modules.pop(name) for name in list(sys.modules) if covered(name)}
     yield
-    for name in mvh.STAND_IN_MODULES:
+    for name in [name for name in sys.modules if covered(name)]:
         sys.modules.pop(name, None)
     sys.modules.update(saved)
 
