@@ -134,7 +134,8 @@ def test_gradient_and_saved_tensors_are_a_bool_mask():
 def assert_kernel_equals_torch_path(x, k, **kw):
     int_dtype = {2: torch.int16, 4: torch.int32, 8: torch.int64}[x.element_size()]
     for fn in (spatial_topk, topk_mask):
-        fast, slow = both(lambda: fn(x, k, **kw))
+        args = kw if fn is spatial_topk else {name: v for name, v in kw.items() if name != "invert"}
+        fast, slow = both(lambda: fn(x, k, **args))
         if fn is spatial_topk:
             fast, slow = fast.view(int_dtype), slow.view(int_dtype)
         assert torch.equal(fast, slow), (fn.__name__, k, kw)
@@ -184,6 +185,36 @@ def test_rows_longer_than_a_count_chunk(dtype):
                 assert_kernel_equals_torch_path(x, k, ties=ties, rank_by=rank_by)
 
 
+@pytest.fixture(scope="module")
+def portable_kernel():
+    lib = _select_build.portable_library()
+    if lib is None:
+        pytest.skip(f"the portable kernel does not build: {_select_build.status()}")
+    return lib
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("length", [1, 7, 49, 64, 65, 128, 129, 196, 200, 201, 784, 3136])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_portable_build_equals_torch_path(portable_kernel, dtype, length, channels_last):
+    """The kernel built with -DTOPK_PORTABLE (plain C: no vector-extension gather, short rows one
+    at a time), which compilers without GCC/Clang extensions get, gives the same bits."""
+    g = torch.Generator().manual_seed(length)
+    x = torch.randn(2, 5, length, generator=g, dtype=torch.float64)
+    x[0, :2] = torch.randint(-2, 3, (2, length), generator=g).double()  # ties
+    x[1, 0] = x[1, 0].clamp_min(0)  # ReLU zeros
+    x = x.to(dtype).unsqueeze(-1)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with _select_ops.kernel_library(portable_kernel):
+        for k in (1, 0.1, 0.5, 0.95):
+            for ties in ("exact", "threshold"):
+                for rank_by in ("abs", "value"):
+                    assert_kernel_equals_torch_path(x, k, ties=ties, rank_by=rank_by)
+                    assert_kernel_equals_torch_path(x, k, ties=ties, rank_by=rank_by, invert=True)
+
+
 class Wrap(torch.nn.Module):
     def forward(self, t):
         return spatial_topk(t, 0.2) * 2 + spatial_topk(t, 0.3, ties="threshold", rank_by="value", invert=True)
@@ -223,7 +254,7 @@ def test_backend_switch_forces_pytorch(monkeypatch):
 @needs_kernel
 @settings(max_examples=200, deadline=None)
 @given(
-    length=st.one_of(st.integers(1, 140), st.sampled_from([49, 63, 64, 65, 127, 128, 129])),
+    length=st.one_of(st.integers(1, 210), st.sampled_from([49, 63, 64, 65, 127, 128, 129, 196, 200, 201])),
     channels=st.integers(1, 20),
     dtype=st.sampled_from([torch.float32, torch.float64, torch.float16, torch.bfloat16]),
     channels_last=st.booleans(),
@@ -233,8 +264,9 @@ def test_backend_switch_forces_pytorch(monkeypatch):
     opts=options,
 )
 def test_short_rows_direct_rank_path(length, channels, dtype, channels_last, pool, seed, k_frac, opts):
-    """Short rows (<= 64 positions for float64, <= 128 otherwise) take the kernel's rank-by-counting
-    branch, longer ones the bracketing one: both sides of the boundary, with ties and NaN."""
+    """Short rows take the kernel's short paths: W rows at a time in vector lanes for rows of at
+    most 200 positions (float16/bfloat16/float32), ranking by counting for float64 rows of at
+    most 64; longer rows the bracketing one. Both sides of the boundaries, with ties and NaN."""
     g = torch.Generator().manual_seed(seed)
     if pool == "ties":
         values = torch.tensor([0.0, -0.0, 1.0, -1.0, 2.0, 0.5, float("nan"), float("inf"), float("-inf")])

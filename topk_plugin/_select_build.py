@@ -32,7 +32,7 @@ from pathlib import Path
 from . import _select_csrc
 from ._paths import cache_dir
 
-__all__ = ["library", "status", "KEY_CTYPES"]
+__all__ = ["library", "portable_library", "status", "KEY_CTYPES"]
 
 # ctypes type of the key (the float's same-width integer view) per kernel suffix
 KEY_CTYPES = {"i16": ctypes.c_int16, "i32": ctypes.c_int32, "i64": ctypes.c_int64}
@@ -91,7 +91,7 @@ def _declare(lib: ctypes.CDLL) -> None:
         ]
 
 
-def _build() -> tuple[ctypes.CDLL | None, str]:
+def _build(defines: tuple[str, ...] = ()) -> tuple[ctypes.CDLL | None, str]:
     cc = _compiler()
     if cc is None:
         return None, "no C compiler found (set CC, or install gcc/clang)"
@@ -102,6 +102,7 @@ def _build() -> tuple[ctypes.CDLL | None, str]:
         return None, f"compiler {cc} does not run: {exc}"
     errors = []
     for flags in _FLAG_SETS:
+        flags = [*flags, *defines]
         digest = hashlib.sha256("\0".join([source, " ".join(flags), version, _cpu_signature()]).encode()).hexdigest()[:16]
         target = _cache_dir() / f"topk_select_{digest}.so"
         if not target.is_file():
@@ -139,6 +140,16 @@ def library() -> ctypes.CDLL | None:
             if "lib" not in _state:
                 _state["lib"], _state["status"] = _build()
     return _state["lib"]
+
+
+def portable_library() -> ctypes.CDLL | None:
+    """The kernel built with ``-DTOPK_PORTABLE``: the plain-C code that compilers without
+    GCC/Clang vector extensions get (the tests compare it with the default build)."""
+    if "portable" not in _state:
+        with _lock:
+            if "portable" not in _state:
+                _state["portable"] = _build(("-DTOPK_PORTABLE",))[0]
+    return _state["portable"]
 
 
 def status() -> str:

@@ -36,10 +36,14 @@ step 3, and about 2.6x less time per row than the previous version (a
 32-key insertion-sorted sample, 2 thresholds, a separate min/max pass and
 64-bit counters), mostly from keeping the counters in vector registers.
 
-Short rows (at most ``SHORT_<type>`` keys: 128, or 64 for float64) skip all of this:
-each key's count ``#(key > key_i)`` is accumulated by an O(L^2) branch-free loop, and
-``t`` is the smallest key whose count is below K (``short_threshold``); the tie cutoff
-is the same. For 7x7 rows this is ~2.5x faster than sampling plus bracketing.
+Short rows skip all of this. With vector extensions, float16/bfloat16/float32 rows of
+at most ``LANES_MAX`` (200) keys are processed W at a time, one per vector lane
+(``short_lanes``): after a transpose, each lane's ``t`` is built bit by bit from the
+top with one counting step per key bit, and the output is written from the same
+vectors (in channels-last, straight from and to the tensor). Otherwise rows of at most
+``SHORT_<type>`` keys (128, or 64 for float64) rank by counting: each key's
+``#(key > key_i)`` is accumulated by an O(L^2) branch-free loop, and ``t`` is the
+smallest key whose count is below K (``short_threshold``). The tie cutoff is the same.
 
 Every pass is a branch-free loop the compiler vectorises: plain reductions over
 ``restrict`` pointers with counters of the key type (flushed every ``CHUNK``
@@ -117,10 +121,11 @@ static void count2_@S(const T* restrict kb, int64_t L, T v1, T v2, int64_t* g1o,
    one pass keeps, in registers, the three largest in-band keys of every lane (position mod
    4 vector widths: four independent accumulator sets, so the max chains overlap) and how many
    each lane saw; only if a lane saw four or more (well under 1% of rows: the band's keys
-   spread over 32-128 lanes) does a scalar pass gather them instead. */
+   spread over 32-128 lanes) does a scalar pass gather them instead; without vector
+   extensions the scalar pass is the only one. */
 static int64_t gather_band_@S(const T* restrict kb, int64_t Lp, T a, T b, T mag, T* buf) {
     int64_t m = 0;
-#if defined(__GNUC__)
+#if VECTOR_EXT
     typedef T V __attribute__((vector_size(VBYTES)));
     enum { W = VBYTES / sizeof(T) };
     V av, bv, lowest, zero;
@@ -223,6 +228,100 @@ NOINLINE static void short_threshold_@S(const T* row, int64_t L, int64_t kk, int
     *t_out = t;
     *cut_out = cut;
 }
+
+#if SHORT_LANES_@S
+/* Short rows, W at a time (one per vector lane, W = VBYTES / sizeof(T)), read and written in
+   place: row u's key i is at x0[u * lane_stride + i * pos_stride] (rows layout: lane_stride L,
+   pos_stride 1; channels-last: lane_stride 1, pos_stride C, so each position is one contiguous
+   load and store). Each lane's K-th largest key is built bit by bit from the top (keep a bit
+   when at least K keys are >= the prefix with it set: the largest such value is the K-th
+   largest key), 8 x sizeof(T) counting steps over L vectors for all W rows at once; then the
+   same tie cutoff as short_threshold, and the output or mask written from the same vectors.
+   Lanes past n hold zeros and are ignored. For 7x7 rows this is 1.5-2x (float32, 2-4x in
+   channels-last) and 4x (float16) faster than ranking each row by counting. */
+NOINLINE static void short_lanes_@S(const T* x0, int64_t lane_stride, int64_t pos_stride, int64_t L, int64_t n,
+                                    int64_t kk, int exact, int by_abs, int invert, T inf, T mag,
+                                    T* out0, uint8_t* mask0) {
+    typedef T V __attribute__((vector_size(VBYTES)));
+    typedef U UV __attribute__((vector_size(VBYTES)));
+    enum { W = VBYTES / sizeof(T) };
+    V raw[LANES_MAX], kt[LANES_MAX];
+    UV uk[LANES_MAX];
+    V zero, magv, infv, inf1v, kkv, invv;
+    UV one, sign;
+    for (int u = 0; u < W; u++) {
+        zero[u] = 0;
+        magv[u] = mag;
+        infv[u] = inf;
+        inf1v[u] = (T)(inf + 1);
+        kkv[u] = (T)kk;
+        invv[u] = invert ? (T)-1 : 0;
+        one[u] = 1;
+        sign[u] = (U)((U)1 << (8 * sizeof(T) - 1));
+    }
+    for (int64_t i = 0; i < L; i++) { /* transpose the raw bits */
+        raw[i] = zero;
+        if (lane_stride == 1) {
+            memcpy(&raw[i], x0 + i * pos_stride, (size_t)n * sizeof(T));
+        } else {
+            for (int64_t u = 0; u < n; u++) raw[i][u] = x0[u * lane_stride + i * pos_stride];
+        }
+    }
+    for (int64_t i = 0; i < L; i++) { /* keys (as key_), then flipped to unsigned order */
+        V b = raw[i], m = b & magv, big = (V)(m > infv), k;
+        if (by_abs) {
+            k = (inf1v & big) | (m & ~big);
+        } else {
+            V neg = (V)(b < zero), v = ((zero - m) & neg) | (m & ~neg);
+            k = (magv & big) | (v & ~big);
+        }
+        kt[i] = k;
+        uk[i] = (UV)k ^ sign;
+    }
+    UV t = (UV)zero;
+    for (int bit = 8 * (int)sizeof(T) - 1; bit >= 0; bit--) {
+        UV cand = t | (one << bit);
+        V c0 = zero, c1 = zero; /* two chains, so the adds overlap */
+        int64_t i = 0;
+        for (; i + 1 < L; i += 2) {
+            c0 -= (V)(uk[i] >= cand);
+            c1 -= (V)(uk[i + 1] >= cand);
+        }
+        if (i < L) c0 -= (V)(uk[i] >= cand);
+        V ok = (V)((c0 + c1) >= kkv);
+        t = (UV)(((V)cand & ok) | ((V)t & ~ok));
+    }
+    V tk = (V)(t ^ sign), gt = zero, eq = zero, cutv = zero;
+    for (int64_t i = 0; i < L; i++) {
+        gt -= (V)(kt[i] > tk);
+        eq -= (V)(kt[i] == tk);
+    }
+    for (int64_t u = 0; u < W; u++) {
+        int64_t cut = L, missing = kk - (int64_t)gt[u], seen = 0;
+        if (exact && u < n && missing < (int64_t)eq[u]) {
+            for (int64_t i = 0; i < L; i++) {
+                if (kt[i][u] == tk[u] && ++seen == missing) { cut = i + 1; break; }
+            }
+        }
+        cutv[u] = (T)cut; /* <= 128: fits every key type */
+    }
+    for (int64_t i = 0; i < L; i++) {
+        V iv = zero + (T)i;
+        V sel = ((V)(kt[i] > tk) | ((V)(kt[i] == tk) & (V)(iv < cutv))) ^ invv;
+        if (out0) {
+            V o = raw[i] & sel;
+            if (lane_stride == 1) {
+                memcpy(out0 + i * pos_stride, &o, (size_t)n * sizeof(T));
+            } else {
+                for (int64_t u = 0; u < n; u++) out0[u * lane_stride + i * pos_stride] = o[u];
+            }
+        }
+        if (mask0) {
+            for (int64_t u = 0; u < n; u++) mask0[u * lane_stride + i * pos_stride] = (uint8_t)(sel[u] & 1);
+        }
+    }
+}
+#endif
 
 /* The sample's keys are scattered over the row, so reading them straight from memory costs one
    cache miss each (about a quarter of the row's time for 56x56 rows); the row loop asks for the
@@ -378,19 +477,33 @@ static inline void write_row_@S(const T* restrict row, const T* restrict kb, int
 /* x: (R, L) rows contiguous. out / mask: same layout, either may be NULL. */
 void topk_rows_@S(const T* x, int64_t R, int64_t L, int64_t kk, int exact, int by_abs, int invert,
                   T inf, T mag, T* out, uint8_t* mask, int nthreads) {
-    #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && R > 1)
+#if SHORT_LANES_@S
+    int64_t step = L <= LANES_MAX ? (int64_t)(VBYTES / sizeof(T)) : 1; /* short rows: one block per lane set */
+#else
+    int64_t step = 1;
+#endif
+    int64_t nblocks = (R + step - 1) / step;
+    #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && nblocks > 1)
     {
         T buf[GATHER + 3];
         T* kb = L > SHORT_@S ? (T*)malloc(sizeof(T) * (size_t)PAD(L)) : 0;
         #pragma omp for schedule(static)
-        for (int64_t r = 0; r < R; r++) {
+        for (int64_t blk = 0; blk < nblocks; blk++) {
+            int64_t r0 = blk * step, n = R - r0 < step ? R - r0 : step;
+#if SHORT_LANES_@S
+            if (step > 1) {
+                short_lanes_@S(x + r0 * L, L, 1, L, n, kk, exact, by_abs, invert, inf, mag,
+                               out ? out + r0 * L : 0, mask ? mask + r0 * L : 0);
+                continue;
+            }
+#endif
             T t;
             int64_t cut;
-            const T* row = x + r * L;
-            if (r + 1 < R && L > SHORT_@S) prefetch_sample_@S(row + L, L);
-            int keyed = row_threshold_@S(row, L, kk, exact, by_abs, inf, mag, kb, buf, &t, &cut);
-            write_row_@S(row, keyed ? kb : 0, L, t, cut, by_abs, invert, inf, mag,
-                         out ? out + r * L : 0, mask ? mask + r * L : 0);
+            if (r0 + 1 < R && L > SHORT_@S) prefetch_sample_@S(x + (r0 + 1) * L, L);
+            int keyed = row_threshold_@S(x + r0 * L, L, kk, exact, by_abs, inf, mag, kb, buf, &t, &cut);
+            write_row_@S(x + r0 * L, keyed ? kb : 0, L, t, cut, by_abs, invert, inf, mag,
+                         out ? out + r0 * L : 0, mask ? mask + r0 * L : 0);
+            (void)n;
         }
         free(kb);
     }
@@ -414,6 +527,17 @@ void topk_cl_@S(const T* x, int64_t N, int64_t L, int64_t C, int64_t kk, int exa
             int64_t n = job / nblocks, c0 = (job % nblocks) * CBLOCK;
             int64_t nb = C - c0 < CBLOCK ? C - c0 : CBLOCK;
             const T* src = x + n * L * C;
+#if SHORT_LANES_@S
+            if (L <= LANES_MAX) { /* in place, W channels per call */
+                int64_t w = (int64_t)(VBYTES / sizeof(T));
+                for (int64_t j = 0; j < nb; j += w) {
+                    int64_t at = n * L * C + c0 + j;
+                    short_lanes_@S(x + at, 1, C, L, nb - j < w ? nb - j : w, kk, exact, by_abs, invert, inf, mag,
+                                   out ? out + at : 0, mask ? mask + at : 0);
+                }
+                continue;
+            }
+#endif
             for (int64_t i = 0; i < L; i++)
                 for (int64_t j = 0; j < nb; j++) block[j * L + i] = src[i * C + c0 + j];
             for (int64_t j = 0; j < nb; j++)
@@ -461,14 +585,28 @@ HEADER = r"""
 #define SHORT_i16 128
 #define SHORT_i32 128
 #define SHORT_i64 64
+/* GCC/Clang vector extensions serve the band gather and short rows W at a time (short_lanes);
+   other compilers, or -DTOPK_PORTABLE (which the tests build to check these paths), use plain C */
+#if defined(__GNUC__) && !defined(TOPK_PORTABLE)
+#define VECTOR_EXT 1
+#else
+#define VECTOR_EXT 0
+#endif
+#define SHORT_LANES_i16 VECTOR_EXT
+#define SHORT_LANES_i32 VECTOR_EXT
+#define SHORT_LANES_i64 0 /* 64 steps over 8 lanes: no faster than ranking by counting */
+#ifndef LANES_MAX
+#define LANES_MAX 200 /* rows up to this many keys (14x14 included) take short_lanes: measured
+                         1.5-2x faster than the other paths up to 12x12, ~1.2x at 14x14, slower at 16x16 */
+#endif
 """
 
-KEY_TYPES = {"i16": "int16_t", "i32": "int32_t", "i64": "int64_t"}
+KEY_TYPES = {"i16": ("int16_t", "uint16_t"), "i32": ("int32_t", "uint32_t"), "i64": ("int64_t", "uint64_t")}
 
 
 def source() -> str:
     """The full C translation unit: the header plus one template copy per key type."""
     parts = [HEADER]
-    for suffix, ctype in KEY_TYPES.items():
-        parts.append(f"#define T {ctype}\n{TEMPLATE.replace('@S', suffix)}\n#undef T\n")
+    for suffix, (ctype, utype) in KEY_TYPES.items():
+        parts.append(f"#define T {ctype}\n#define U {utype}\n{TEMPLATE.replace('@S', suffix)}\n#undef U\n#undef T\n")
     return "\n".join(parts)

@@ -37,6 +37,7 @@ __all__ = ["BACKENDS", "backend", "get_backend", "set_backend", "kernel_availabl
 
 BACKENDS = ("auto", "torch", "kernel")
 _SERIAL_BELOW = 1 << 15  # elements: below this the OpenMP fork costs more than it saves
+_library_override = None  # see kernel_library()
 
 _backend = os.environ.get("TOPK_PLUGIN_BACKEND", "auto").strip().lower() or "auto"
 if _backend not in BACKENDS:
@@ -101,9 +102,21 @@ def _layout(x: torch.Tensor, channel_dim: int):
     return None
 
 
+@contextlib.contextmanager
+def kernel_library(lib):
+    """Run the kernel ops with another build of the library (tests: the portable build)."""
+    global _library_override
+    previous = _library_override
+    _library_override = lib
+    try:
+        yield
+    finally:
+        _library_override = previous
+
+
 def _run_kernel(x, k, channel_dim, exact, by_abs, invert, want_out):
     """Fill ``empty_like(x)`` (values or bool mask) with the C kernel."""
-    lib = _select_build.library()
+    lib = _library_override or _select_build.library()
     result = torch.empty_like(x) if want_out else torch.empty_like(x, dtype=torch.bool)
     if x.numel() == 0:
         return result
