@@ -1,6 +1,7 @@
 """Spatial Top-K speed: ours vs the authors' formulation vs one elementwise pass (relu).
 
     python benchmarks/bench_topk.py [--threads 2] [--repeats 15] [--no-models]
+    python benchmarks/bench_topk.py --short-rows   # short rows: vector lanes vs the portable build
 
 All timings are medians of ``--repeats`` runs after warm-up, same thread count,
 same input tensor (float32, post-ReLU: ``randn(shape).relu()``). Calls are
@@ -78,6 +79,26 @@ def op_table(repeats: int) -> None:
                   f"{t['authors'] / t['ours']:>12.1f} {t['torch'] / t['ours']:>15.1f}", flush=True)
 
 
+def short_rows_table(repeats: int) -> None:
+    """Short rows: the default build (vector lanes) vs the -DTOPK_PORTABLE build (row by row)."""
+    portable = _select_build.portable_library()
+    print("\nshort rows: default build vs -DTOPK_PORTABLE build (ms, spatial_topk, inference)")
+    print(f"{'shape':<20} {'dtype':<8} {'layout':<14} {'K':>5} {'default':>9} {'portable':>9} {'ratio':>6}")
+    for shape in [(16, 512, 7, 7), (16, 256, 12, 12), (16, 256, 14, 14), (16, 256, 16, 16)]:
+        for dtype in (torch.float32, torch.float16):
+            base = torch.randn(shape, generator=torch.Generator().manual_seed(0)).relu().to(dtype)
+            for layout, fmt in (("contiguous", torch.contiguous_format), ("channels_last", torch.channels_last)):
+                x = base.contiguous(memory_format=fmt)
+                for k in (0.1, 0.5):
+                    def with_portable(x=x, k=k):
+                        with _select_ops.kernel_library(portable):
+                            return spatial_topk(x, k)
+
+                    t = interleaved({"default": lambda: spatial_topk(x, k), "portable": with_portable}, repeats)
+                    print(f"{str(shape):<20} {str(dtype)[6:]:<8} {layout:<14} {k:>5} {t['default'] * 1e3:>9.3f} "
+                          f"{t['portable'] * 1e3:>9.3f} {t['portable'] / t['default']:>6.2f}", flush=True)
+
+
 def model_overheads(repeats: int) -> None:
     import copy
 
@@ -120,10 +141,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--no-models", action="store_true")
+    parser.add_argument("--short-rows", action="store_true",
+                        help="only the short-row table: default build vs the -DTOPK_PORTABLE build")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, backend {_select_ops.get_backend()}, "
           f"kernel: {_select_build.status()}")
+    if args.short_rows:
+        short_rows_table(args.repeats)
+        return
     op_table(args.repeats)
     if not args.no_models:
         model_overheads(args.repeats)
