@@ -33,7 +33,7 @@ import torch
 
 from . import _select_build
 
-__all__ = ["BACKENDS", "backend", "get_backend", "set_backend", "kernel_available", "use_kernel"]
+__all__ = ["BACKENDS", "backend", "get_backend", "set_backend", "kernel_available", "kernel_library", "use_kernel"]
 
 BACKENDS = ("auto", "torch", "kernel")
 _SERIAL_BELOW = 1 << 15  # elements: below this the OpenMP fork costs more than it saves
