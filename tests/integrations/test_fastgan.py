@@ -9,7 +9,6 @@ against a real checkout run when ``FASTGAN_DIR`` points at one.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import textwrap
@@ -324,13 +323,10 @@ def test_train_input_errors(standin, images, tmp_path):
 
 
 def _cli(*argv) -> int:
-    from topk_plugin.cli import fastgan as cli_fastgan
+    """``topk-plugin ARGV...`` in-process (paths and numbers as strings)."""
+    from topk_plugin.cli.main import main
 
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="command", required=True)
-    cli_fastgan.add_parser(sub)
-    args = parser.parse_args([str(a) for a in argv])
-    return args.run(args)
+    return main([str(a) for a in argv])
 
 
 def test_cli_train_then_sample(standin, images, tmp_path, capsys):

@@ -1,7 +1,6 @@
 """FID/KID through torch-fidelity with offline feature extractors (no downloads)."""
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import urllib.error
@@ -147,13 +146,10 @@ def test_input_errors(tiny, folders, tmp_path):
 
 
 def _cli(*argv) -> int:
-    from topk_plugin.cli import fid as cli_fid
+    """``topk-plugin ARGV...`` in-process (paths and numbers as strings)."""
+    from topk_plugin.cli.main import main
 
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="command", required=True)
-    cli_fid.add_parser(sub)
-    args = parser.parse_args([str(a) for a in argv])
-    return args.run(args)
+    return main([str(a) for a in argv])
 
 
 def test_cli_json(tiny, folders, capsys, monkeypatch):
