@@ -477,23 +477,20 @@ static inline void write_row_@S(const T* restrict row, const T* restrict kb, int
 /* x: (R, L) rows contiguous. out / mask: same layout, either may be NULL. */
 void topk_rows_@S(const T* x, int64_t R, int64_t L, int64_t kk, int exact, int by_abs, int invert,
                   T inf, T mag, T* out, uint8_t* mask, int nthreads) {
-#if SHORT_LANES_@S
-    int64_t step = L <= LANES_MAX ? (int64_t)(VBYTES / sizeof(T)) : 1; /* short rows: one block per lane set */
-#else
-    int64_t step = 1;
-#endif
+    int lanes = SHORT_LANES_@S && L <= LANES_MAX; /* short rows go W at a time through short_lanes */
+    int64_t step = lanes ? (int64_t)(VBYTES / sizeof(T)) : 1;
     int64_t nblocks = (R + step - 1) / step;
     #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && nblocks > 1)
     {
         T buf[GATHER + 3];
-        T* kb = L > SHORT_@S ? (T*)malloc(sizeof(T) * (size_t)PAD(L)) : 0;
+        T* kb = !lanes && L > SHORT_@S ? (T*)malloc(sizeof(T) * (size_t)PAD(L)) : 0;
         #pragma omp for schedule(static)
         for (int64_t blk = 0; blk < nblocks; blk++) {
-            int64_t r0 = blk * step, n = R - r0 < step ? R - r0 : step;
+            int64_t r0 = blk * step;
 #if SHORT_LANES_@S
-            if (step > 1) {
-                short_lanes_@S(x + r0 * L, L, 1, L, n, kk, exact, by_abs, invert, inf, mag,
-                               out ? out + r0 * L : 0, mask ? mask + r0 * L : 0);
+            if (lanes) {
+                short_lanes_@S(x + r0 * L, L, 1, L, R - r0 < step ? R - r0 : step, kk, exact, by_abs, invert, inf,
+                               mag, out ? out + r0 * L : 0, mask ? mask + r0 * L : 0);
                 continue;
             }
 #endif
@@ -503,7 +500,6 @@ void topk_rows_@S(const T* x, int64_t R, int64_t L, int64_t kk, int exact, int b
             int keyed = row_threshold_@S(x + r0 * L, L, kk, exact, by_abs, inf, mag, kb, buf, &t, &cut);
             write_row_@S(x + r0 * L, keyed ? kb : 0, L, t, cut, by_abs, invert, inf, mag,
                          out ? out + r0 * L : 0, mask ? mask + r0 * L : 0);
-            (void)n;
         }
         free(kb);
     }
@@ -515,20 +511,21 @@ void topk_cl_@S(const T* x, int64_t N, int64_t L, int64_t C, int64_t kk, int exa
     int64_t nblocks = (C + CBLOCK - 1) / CBLOCK;
     int64_t jobs = N * nblocks;
     uint8_t inv = (uint8_t)(invert != 0);
+    int lanes = SHORT_LANES_@S && L <= LANES_MAX; /* short rows: short_lanes, in place */
     #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && jobs > 1)
     {
         T buf[GATHER + 3];
         T ts[CBLOCK];
         int64_t cuts[CBLOCK];
-        T* block = (T*)malloc(sizeof(T) * (size_t)(CBLOCK * L));
-        T* kb = L > SHORT_@S ? (T*)malloc(sizeof(T) * (size_t)PAD(L)) : 0;
+        T* block = lanes ? 0 : (T*)malloc(sizeof(T) * (size_t)(CBLOCK * L));
+        T* kb = !lanes && L > SHORT_@S ? (T*)malloc(sizeof(T) * (size_t)PAD(L)) : 0;
         #pragma omp for schedule(static)
         for (int64_t job = 0; job < jobs; job++) {
             int64_t n = job / nblocks, c0 = (job % nblocks) * CBLOCK;
             int64_t nb = C - c0 < CBLOCK ? C - c0 : CBLOCK;
             const T* src = x + n * L * C;
 #if SHORT_LANES_@S
-            if (L <= LANES_MAX) { /* in place, W channels per call */
+            if (lanes) { /* W channels per call */
                 int64_t w = (int64_t)(VBYTES / sizeof(T));
                 for (int64_t j = 0; j < nb; j += w) {
                     int64_t at = n * L * C + c0 + j;
