@@ -3,6 +3,8 @@
 Every test that needs the kernel is skipped (not failed) when no C compiler is
 available; ``test_backend_switch_forces_pytorch`` always runs.
 """
+import platform
+
 import hypothesis.strategies as st
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ from hypothesis import given, settings
 from reference import reference_topk
 from test_functional_properties import _assert_same, inputs, options
 
-from topk_plugin import _select_build, _select_ops
+from topk_plugin import _cpu, _select_build, _select_ops
 from topk_plugin.functional import spatial_topk, topk_mask
 
 needs_kernel = pytest.mark.skipif(
@@ -185,34 +187,66 @@ def test_rows_longer_than_a_count_chunk(dtype):
                 assert_kernel_equals_torch_path(x, k, ties=ties, rank_by=rank_by)
 
 
-@pytest.fixture(scope="module")
-def portable_kernel():
-    lib = _select_build.portable_library()
-    if lib is None:
-        pytest.skip(f"the portable kernel does not build: {_select_build.status()}")
-    return lib
+def _builds():
+    """Every build the tests hold to the PyTorch path besides the native one: the portable
+    (plain C) build, each vector width of the vector-extension code (a width wider than the
+    hardware's still runs, split into several registers), and the build of each x86 ISA
+    level this CPU can run, which must pick its width from the target by itself."""
+    builds = {
+        "portable": (dict(variant="portable"), 0),
+        "vbytes16": (dict(defines=("-DTOPK_VBYTES=16",)), 16),
+        "vbytes32": (dict(defines=("-DTOPK_VBYTES=32",)), 32),
+        "vbytes64": (dict(defines=("-DTOPK_VBYTES=64",)), 64),
+    }
+    if platform.machine() in ("x86_64", "AMD64"):
+        flags = _cpu.cpu_flags()
+        builds["x86-64"] = (dict(march="x86-64"), 0)  # SSE2 only: plain C
+        if "sse4_1" in flags:
+            builds["x86-64-v2"] = (dict(march="x86-64-v2"), 16)
+        if "avx2" in flags:
+            builds["x86-64-v3"] = (dict(march="x86-64-v3"), 32)
+        if {"avx512f", "avx512bw"} <= flags:
+            builds["x86-64-v4"] = (dict(march="x86-64-v4"), 64)
+    return builds
+
+
+BUILDS = _builds()
+
+
+@pytest.fixture(scope="module", params=list(BUILDS))
+def other_build(request):
+    kwargs, vector_bytes = BUILDS[request.param]
+    build = _select_build.build(**kwargs)
+    if build.lib is None:
+        pytest.skip(f"the {request.param} kernel does not build: {build.status}")
+    if kwargs.get("march") and f"-march={kwargs['march']}" not in build.flags:
+        pytest.skip(f"the compiler refused -march={kwargs['march']}: {build.status}")
+    assert build.vector_bytes == vector_bytes, build.status
+    return build.lib
 
 
 @needs_kernel
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("length", [1, 7, 49, 64, 65, 128, 129, 196, 200, 201, 784, 3136])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_portable_build_equals_torch_path(portable_kernel, dtype, length, channels_last):
-    """The kernel built with -DTOPK_PORTABLE (plain C: no vector-extension gather, short rows one
-    at a time), which compilers without GCC/Clang extensions get, gives the same bits."""
-    g = torch.Generator().manual_seed(length)
-    x = torch.randn(2, 5, length, generator=g, dtype=torch.float64)
-    x[0, :2] = torch.randint(-2, 3, (2, length), generator=g).double()  # ties
-    x[1, 0] = x[1, 0].clamp_min(0)  # ReLU zeros
-    x = x.to(dtype).unsqueeze(-1)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    with _select_ops.kernel_library(portable_kernel):
-        for k in (1, 0.1, 0.5, 0.95):
-            for ties in ("exact", "threshold"):
-                for rank_by in ("abs", "value"):
-                    assert_kernel_equals_torch_path(x, k, ties=ties, rank_by=rank_by)
-                    assert_kernel_equals_torch_path(x, k, ties=ties, rank_by=rank_by, invert=True)
+def test_other_builds_equal_torch_path(other_build, dtype, channels_last):
+    """The portable build (plain C: no vector-extension gather, short rows one at a time),
+    which compilers without GCC/Clang extensions get, and the builds of every vector width
+    and ISA level give the same bits as the PyTorch path, on both sides of every row-length
+    boundary (short lanes <= 200, rank counting <= 128 or 64, long rows)."""
+    for length in (1, 7, 49, 64, 65, 128, 129, 196, 200, 201, 784, 3136):
+        g = torch.Generator().manual_seed(length)
+        x = torch.randn(2, 5, length, generator=g, dtype=torch.float64)
+        x[0, :2] = torch.randint(-2, 3, (2, length), generator=g).double()  # ties
+        x[1, 0] = x[1, 0].clamp_min(0)  # ReLU zeros
+        x = x.to(dtype).unsqueeze(-1)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _select_ops.kernel_library(other_build):
+            for k in (1, 0.1, 0.5, 0.95):
+                for ties in ("exact", "threshold"):
+                    for rank_by in ("abs", "value"):
+                        assert_kernel_equals_torch_path(x, k, ties=ties, rank_by=rank_by)
+                        assert_kernel_equals_torch_path(x, k, ties=ties, rank_by=rank_by, invert=True)
 
 
 class Wrap(torch.nn.Module):
@@ -244,7 +278,7 @@ def test_backend_switch_forces_pytorch(monkeypatch):
         expected = spatial_topk(x, 0.1)
     with pytest.raises(ValueError):
         _select_ops.set_backend("fast")
-    monkeypatch.setattr(_select_build, "library", lambda: None)
+    monkeypatch.setattr(_select_build, "library", lambda variant="native": None)
     assert not _select_ops.use_kernel(x)  # auto: falls back cleanly when the kernel is missing
     assert torch.equal(spatial_topk(x, 0.1), expected)
     with _select_ops.backend("kernel"), pytest.raises(RuntimeError, match="unavailable"):

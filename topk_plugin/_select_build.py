@@ -1,50 +1,70 @@
 """Build (once, cached on disk) and load the C selection kernel with ctypes.
 
-One job: turn ``_select_csrc.source()`` into a shared library and expose its
-entry points. Nothing here is required: when no C compiler is found, or the
-build or the load fails, :func:`library` returns ``None``, :func:`status` says
-why, and the caller uses the pure-PyTorch path.
+One job: turn ``csrc/topk_select.c`` (package data) into shared libraries and expose
+their entry points. Nothing here is required: when no C compiler is found, or the
+build or the load fails, :func:`library` returns ``None``, :func:`status` says why,
+and the caller uses the pure-PyTorch path.
+
+Two builds of the same source serve the backend choice (``_select_tune``):
+
+* ``"native"``: ``-O3 -march=native -fopenmp``; the source sizes its vector-extension
+  code from the compile target (64 bytes with AVX-512, 32 with AVX2, 16 with
+  SSE4/NEON, plain C otherwise);
+* ``"portable"``: the same flags plus ``-DTOPK_PORTABLE`` (plain C, still
+  auto-vectorised by the compiler for this CPU).
+
+:func:`build` makes any other one (``march="x86-64-v3"`` measures the AVX2 code on an
+AVX-512 machine). Each is retried without ``-march`` and then without OpenMP if the
+compiler refuses them. The library links the OpenMP runtime by soname
+(``libgomp.so.1``), the copy PyTorch has already loaded, so the kernel shares
+PyTorch's thread pool instead of competing with it.
 
 * Compiler: ``$CC`` if set, else the first of ``cc``, ``gcc``, ``clang`` on PATH.
-* Flags: ``-O3 -march=native -fopenmp`` (retried without ``-march=native`` and
-  then without OpenMP if the compiler refuses them). The library links the
-  OpenMP runtime by soname (``libgomp.so.1``), which is the copy PyTorch has
-  already loaded, so the kernel shares PyTorch's thread pool instead of
-  competing with it.
-* Cache: ``<topk_plugin cache>/kernels`` (``$TOPK_PLUGIN_CACHE``, default ``~/.cache/topk_plugin``); the file name
-  hashes the source, the flags, the compiler and the CPU's feature flags, so a
-  cache shared between machines never loads a library built for another CPU.
-  Builds write to a temporary file and rename it into place, so concurrent
-  processes (pytest-xdist workers) never see a partial library.
+* Cache: ``<topk_plugin cache>/kernels`` (``$TOPK_PLUGIN_CACHE``, default
+  ``~/.cache/topk_plugin``); the file name hashes the sources, the flags, the compiler
+  and the CPU's feature flags, so a cache shared between machines never loads a
+  library built for another CPU. Builds write to a temporary file and rename it into
+  place, so concurrent processes (pytest-xdist workers) never see a partial library.
 """
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import hashlib
 import os
-import platform
 import shutil
 import subprocess
 import tempfile
 import threading
 from pathlib import Path
 
-from . import _select_csrc
+from . import _cpu
 from ._paths import cache_dir
 
-__all__ = ["library", "portable_library", "status", "KEY_CTYPES"]
+__all__ = ["Build", "build", "library", "portable_library", "status", "source_dir", "KEY_CTYPES", "VARIANTS"]
 
 # ctypes type of the key (the float's same-width integer view) per kernel suffix
 KEY_CTYPES = {"i16": ctypes.c_int16, "i32": ctypes.c_int32, "i64": ctypes.c_int64}
-
-_FLAG_SETS = (
-    ["-O3", "-march=native", "-fopenmp"],
-    ["-O3", "-fopenmp"],
-    ["-O3"],
-)
+SOURCES = ("topk_select.c", "topk_select_body.h")
+VARIANTS = {"native": (), "portable": ("-DTOPK_PORTABLE",)}
 
 _lock = threading.Lock()
-_state: dict = {}
+_builds: dict[tuple, "Build"] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Build:
+    """One build of the kernel: the loaded library (``None`` if it failed) and what it is."""
+
+    lib: ctypes.CDLL | None
+    path: Path | None
+    flags: tuple[str, ...]
+    vector_bytes: int  # width of the vector-extension code; 0 = plain C (or not built)
+    status: str
+
+
+def source_dir() -> Path:
+    return Path(__file__).parent / "csrc"
 
 
 def _compiler() -> str | None:
@@ -62,18 +82,9 @@ def _cache_dir() -> Path:
     return cache_dir() / "kernels"
 
 
-def _cpu_signature() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith(("flags", "Features")):
-                    return line
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _declare(lib: ctypes.CDLL) -> None:
+    lib.topk_vector_bytes.restype = ctypes.c_int
+    lib.topk_vector_bytes.argtypes = []
     for suffix, key in KEY_CTYPES.items():
         rows = getattr(lib, f"topk_rows_{suffix}")
         rows.restype = None
@@ -91,29 +102,37 @@ def _declare(lib: ctypes.CDLL) -> None:
         ]
 
 
-def _build(defines: tuple[str, ...] = ()) -> tuple[ctypes.CDLL | None, str]:
+def _flag_sets(march: str | None, defines: tuple[str, ...]) -> list[list[str]]:
+    arch = [f"-march={march}"] if march else []
+    sets = [["-O3", *arch, "-fopenmp"], ["-O3", "-fopenmp"], ["-O3"]]
+    return [[*flags, *defines] for flags in (sets if arch else sets[1:])]
+
+
+def _compile(march: str | None, defines: tuple[str, ...]) -> Build:
     cc = _compiler()
     if cc is None:
-        return None, "no C compiler found (set CC, or install gcc/clang)"
-    source = _select_csrc.source()
+        return Build(None, None, (), 0, "no C compiler found (set CC, or install gcc/clang)")
+    try:
+        sources = {name: (source_dir() / name).read_text() for name in SOURCES}
+    except OSError as exc:
+        return Build(None, None, (), 0, f"kernel source missing from the installed package: {exc}")
     try:
         version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError) as exc:
-        return None, f"compiler {cc} does not run: {exc}"
+        return Build(None, None, (), 0, f"compiler {cc} does not run: {exc}")
     errors = []
-    for flags in _FLAG_SETS:
-        flags = [*flags, *defines]
-        digest = hashlib.sha256("\0".join([source, " ".join(flags), version, _cpu_signature()]).encode()).hexdigest()[:16]
-        target = _cache_dir() / f"topk_select_{digest}.so"
+    for flags in _flag_sets(march, defines):
+        key = "\0".join([*sources.values(), " ".join(flags), version, _cpu.cpu_signature()])
+        target = _cache_dir() / f"topk_select_{hashlib.sha256(key.encode()).hexdigest()[:16]}.so"
         if not target.is_file():
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-                    src = Path(tmp) / "topk_select.c"
-                    src.write_text(source)
+                    for name, text in sources.items():
+                        (Path(tmp) / name).write_text(text)
                     built = Path(tmp) / target.name
                     proc = subprocess.run(
-                        [cc, *flags, "-shared", "-fPIC", "-o", str(built), str(src), "-lm"],
+                        [cc, *flags, "-shared", "-fPIC", "-o", str(built), str(Path(tmp) / SOURCES[0]), "-lm"],
                         capture_output=True, text=True, timeout=300,
                     )
                     if proc.returncode != 0:
@@ -129,30 +148,37 @@ def _build(defines: tuple[str, ...] = ()) -> tuple[ctypes.CDLL | None, str]:
         except (OSError, AttributeError) as exc:
             errors.append(f"loading {target}: {exc}")
             continue
-        return lib, f"loaded {target} ({' '.join(flags)})"
-    return None, "build failed: " + " | ".join(errors)
+        width = lib.topk_vector_bytes()
+        code = f"{width}-byte vectors" if width else "plain C"
+        return Build(lib, target, tuple(flags), width, f"loaded {target} ({' '.join(flags)}; {code})")
+    return Build(None, None, (), 0, "build failed: " + " | ".join(errors))
 
 
-def library() -> ctypes.CDLL | None:
-    """The loaded kernel library, building it on first use; ``None`` if unavailable."""
-    if "lib" not in _state:
+def build(variant: str = "native", *, march: str | None = "native", defines: tuple[str, ...] = ()) -> Build:
+    """A build of the kernel, compiled on first use and cached (on disk and per process).
+
+    ``variant`` names the :data:`VARIANTS` defines; ``march`` and ``defines`` make others
+    (``build(march="x86-64-v3")``: the AVX2 code; ``defines=("-DTOPK_VBYTES=16",)``).
+    """
+    key = (march, (*VARIANTS[variant], *defines))
+    if key not in _builds:
         with _lock:
-            if "lib" not in _state:
-                _state["lib"], _state["status"] = _build()
-    return _state["lib"]
+            if key not in _builds:
+                _builds[key] = _compile(*key)
+    return _builds[key]
+
+
+def library(variant: str = "native") -> ctypes.CDLL | None:
+    """The loaded kernel library of ``variant``, building it on first use; ``None`` if unavailable."""
+    return build(variant).lib
 
 
 def portable_library() -> ctypes.CDLL | None:
-    """The kernel built with ``-DTOPK_PORTABLE``: the plain-C code that compilers without
-    GCC/Clang vector extensions get (the tests compare it with the default build)."""
-    if "portable" not in _state:
-        with _lock:
-            if "portable" not in _state:
-                _state["portable"] = _build(("-DTOPK_PORTABLE",))[0]
-    return _state["portable"]
+    """The ``-DTOPK_PORTABLE`` build: the plain-C code that compilers without GCC/Clang
+    vector extensions get (a backend candidate; the tests compare it with the others)."""
+    return library("portable")
 
 
-def status() -> str:
-    """Where the kernel was loaded from, or why it is not available."""
-    library()
-    return _state["status"]
+def status(variant: str = "native") -> str:
+    """Where the kernel was loaded from and its vector width, or why it is not available."""
+    return build(variant).status

@@ -1,59 +1,7 @@
-"""C source of the CPU selection kernel (compiled on first use by ``_select_build``).
-
-Kept as a string in a module so that it ships with the package without any
-package-data configuration. One copy of the template is emitted per integer
-key type (int16 for float16/bfloat16, int32 for float32, int64 for float64).
-
-What the kernel computes, per row of ``L`` raw float bit patterns: the K-th
-largest rank key ``t`` and a cutoff index ``c`` such that entry ``i`` is
-selected iff ``key_i > t`` or (``key_i == t`` and ``i < c``); then it writes
-the selected values (others ``+0.0``, i.e. all-zero bits) and/or the bool mask.
-The keys are the total order of ``functional._rank_keys`` (every NaN ranks
-highest and all NaNs tie, ``-0.0`` ties ``+0.0``), so the result is bit for bit
-the one of the pure-PyTorch path.
-
-How ``t`` is found for a long row, with ``G(v) = #(key > v)`` and the bracket
-invariant ``G(a) >= K > G(b)`` (so ``a < t <= b``):
-
-1. a stride sample of 32 keys is ranked branch-free; its 4 order statistics
-   around the expected rank of the K-th key become thresholds. The sample's
-   cache lines are prefetched one row ahead (they are scattered over the row);
-2. the keys pass, the only pass that streams the row from memory, writes the
-   row's keys to a per-thread buffer ``kb`` (L1/L2-resident) and counts ``G`` at
-   the 4 thresholds plus the row's min and max, which start the bracket as
-   ``(min - 1, max]``; the bracket is then usually one or two sample gaps wide;
-3. while the bracket holds more than ``GATHER`` (16) keys and ``b - a > 1``, one
-   pass over ``kb`` counts ``G`` at two thresholds placed around the
-   interpolated K-th key at +-sqrt(band) ranks (the counts' sampling error,
-   widened after a miss), or trisects the key span when the last pass did not
-   halve the band (a safeguard that bounds the passes by the key bits);
-4. either ``b - a == 1`` (then ``t = b``, exact even with many ties) or the few
-   keys in ``(a, b]`` are gathered (``gather_band``: three per vector lane,
-   scalar fallback when a lane holds more) and sorted.
-
-Measured on 56x56 rows (2 cores, post-ReLU float32) this is 2 to 3 passes in
-step 3, and about 2.6x less time per row than the previous version (a
-32-key insertion-sorted sample, 2 thresholds, a separate min/max pass and
-64-bit counters), mostly from keeping the counters in vector registers.
-
-Short rows skip all of this. With vector extensions, float16/bfloat16/float32 rows of
-at most ``LANES_MAX`` (200) keys are processed W at a time, one per vector lane
-(``short_lanes``): after a transpose, each lane's ``t`` is built bit by bit from the
-top with one counting step per key bit, and the output is written from the same
-vectors (in channels-last, straight from and to the tensor). Otherwise rows of at most
-``SHORT_<type>`` keys (128, or 64 for float64) rank by counting: each key's
-``#(key > key_i)`` is accumulated by an O(L^2) branch-free loop, and ``t`` is the
-smallest key whose count is below K (``short_threshold``). The tie cutoff is the same.
-
-Every pass is a branch-free loop the compiler vectorises: plain reductions over
-``restrict`` pointers with counters of the key type (flushed every ``CHUNK``
-keys), and GCC/Clang vector extensions for the gather (the only loop whose
-per-lane state a compiler would otherwise spill to the stack). The memory
-traffic is one read of the input and one write of the output (or the mask).
-"""
-
-TEMPLATE = r"""
-static inline T key_@S(T b, int by_abs, T inf, T mag) {
+/* The kernel body for one key type, included by topk_select.c once per type with T (the
+   signed key), U (its unsigned twin), S (the name suffix), SHORT_LEN and SHORT_LANES defined.
+   FN(name) is name_S. No include guard: that is the point. */
+static inline T FN(key)(T b, int by_abs, T inf, T mag) {
     T m = (T)(b & mag);
     if (by_abs) return m > inf ? (T)(inf + 1) : m;
     T v = b < 0 ? (T)(-m) : m;
@@ -82,7 +30,7 @@ static inline T key_@S(T b, int by_abs, T inf, T mag) {
         mn = cmn;                                                                             \
         mx = cmx;                                                                             \
     }
-static void keys_pass_@S(const T* restrict row, int64_t L, int by_abs, T inf, T mag, const T* v,
+static void FN(keys_pass)(const T* restrict row, int64_t L, int by_abs, T inf, T mag, const T* v,
                          T* restrict kb, T* lo, T* hi, int64_t* g) {
     T v0 = v[0], v1 = v[1], v2 = v[2], v3 = v[3];
     T mn = mag, mx = (T)(-mag - 1), inf1 = (T)(inf + 1);
@@ -99,7 +47,7 @@ static void keys_pass_@S(const T* restrict row, int64_t L, int by_abs, T inf, T 
 #undef KEYS_PASS_BODY
 
 /* G(v1) and G(v2) over a key buffer */
-static void count2_@S(const T* restrict kb, int64_t L, T v1, T v2, int64_t* g1o, int64_t* g2o) {
+static void FN(count2)(const T* restrict kb, int64_t L, T v1, T v2, int64_t* g1o, int64_t* g2o) {
     int64_t g1 = 0, g2 = 0;
     for (int64_t c0 = 0; c0 < L; c0 += CHUNK) {
         int64_t c1 = c0 + CHUNK < L ? c0 + CHUNK : L;
@@ -123,7 +71,7 @@ static void count2_@S(const T* restrict kb, int64_t L, T v1, T v2, int64_t* g1o,
    each lane saw; only if a lane saw four or more (well under 1% of rows: the band's keys
    spread over 32-128 lanes) does a scalar pass gather them instead; without vector
    extensions the scalar pass is the only one. */
-static int64_t gather_band_@S(const T* restrict kb, int64_t Lp, T a, T b, T mag, T* buf) {
+static int64_t FN(gather_band)(const T* restrict kb, int64_t Lp, T a, T b, T mag, T* buf) {
     int64_t m = 0;
 #if VECTOR_EXT
     typedef T V __attribute__((vector_size(VBYTES)));
@@ -172,6 +120,8 @@ static int64_t gather_band_@S(const T* restrict kb, int64_t Lp, T a, T b, T mag,
             m += n[j][u] >= 3;
         }
     if (crowded)
+#else
+    (void)mag;
 #endif
     {
         m = 0;
@@ -190,17 +140,17 @@ static int64_t gather_band_@S(const T* restrict kb, int64_t Lp, T a, T b, T mag,
     return m;
 }
 
-/* Short rows (L <= SHORT_@S): rank by counting, O(L^2) but branch-free and vectorised.
+/* Short rows (L <= SHORT_LEN): rank by counting, O(L^2) but branch-free and vectorised.
    cnt[i] = #(key > key_i); t = min over i with cnt[i] < kk of key_i (kk >= 1, so the
    largest key, with cnt 0, always qualifies); then the same tie cutoff as below. */
-NOINLINE static void short_threshold_@S(const T* row, int64_t L, int64_t kk, int exact, int by_abs, T inf, T mag,
+NOINLINE static void FN(short_threshold)(const T* row, int64_t L, int64_t kk, int exact, int by_abs, T inf, T mag,
                                T* t_out, int64_t* cut_out) {
     /* padded to a multiple of 16 so the inner loop has no scalar remainder; the padding
        (never read back) takes part in the counting only as targets, never as sources */
-    T keys[SHORT_@S + 16];
-    T cnt[SHORT_@S + 16]; /* counts <= 128 fit every key type */
+    T keys[SHORT_LEN + 16];
+    T cnt[SHORT_LEN + 16]; /* counts <= 128 fit every key type */
     int64_t Lp = (L + 15) & ~(int64_t)15;
-    for (int64_t i = 0; i < L; i++) keys[i] = key_@S(row[i], by_abs, inf, mag);
+    for (int64_t i = 0; i < L; i++) keys[i] = FN(key)(row[i], by_abs, inf, mag);
     for (int64_t i = L; i < Lp; i++) keys[i] = 0;
     for (int64_t i = 0; i < Lp; i++) cnt[i] = 0;
     for (int64_t j = 0; j < L; j++) {
@@ -229,7 +179,7 @@ NOINLINE static void short_threshold_@S(const T* row, int64_t L, int64_t kk, int
     *cut_out = cut;
 }
 
-#if SHORT_LANES_@S
+#if SHORT_LANES
 /* Short rows, W at a time (one per vector lane, W = VBYTES / sizeof(T)), read and written in
    place: row u's key i is at x0[u * lane_stride + i * pos_stride] (rows layout: lane_stride L,
    pos_stride 1; channels-last: lane_stride 1, pos_stride C, so each position is one contiguous
@@ -239,7 +189,7 @@ NOINLINE static void short_threshold_@S(const T* row, int64_t L, int64_t kk, int
    same tie cutoff as short_threshold, and the output or mask written from the same vectors.
    Lanes past n hold zeros and are ignored. For 7x7 rows this is 1.5-2x (float32, 2-4x in
    channels-last) and 4x (float16) faster than ranking each row by counting. */
-NOINLINE static void short_lanes_@S(const T* x0, int64_t lane_stride, int64_t pos_stride, int64_t L, int64_t n,
+NOINLINE static void FN(short_lanes)(const T* x0, int64_t lane_stride, int64_t pos_stride, int64_t L, int64_t n,
                                     int64_t kk, int exact, int by_abs, int invert, T inf, T mag,
                                     T* out0, uint8_t* mask0) {
     typedef T V __attribute__((vector_size(VBYTES)));
@@ -326,7 +276,7 @@ NOINLINE static void short_lanes_@S(const T* x0, int64_t lane_stride, int64_t po
 /* The sample's keys are scattered over the row, so reading them straight from memory costs one
    cache miss each (about a quarter of the row's time for 56x56 rows); the row loop asks for the
    next row's sample lines while it works on this one. */
-static inline void prefetch_sample_@S(const T* row, int64_t L) {
+static inline void FN(prefetch_sample)(const T* row, int64_t L) {
 #if defined(__GNUC__)
     for (int64_t j = 0; j < SAMPLE; j++) __builtin_prefetch(row + (j * L) / SAMPLE); /* L > SAMPLE */
 #else
@@ -337,20 +287,20 @@ static inline void prefetch_sample_@S(const T* row, int64_t L) {
 
 /* t and cutoff for one contiguous row of raw bits. Long rows leave their keys in kb (at least
    PAD(L) entries) and return 1; short rows return 0. buf holds at least GATHER + 3 keys. */
-static int row_threshold_@S(const T* row, int64_t L, int64_t kk, int exact, int by_abs, T inf, T mag,
+static int FN(row_threshold)(const T* row, int64_t L, int64_t kk, int exact, int by_abs, T inf, T mag,
                             T* kb, T* buf, T* t_out, int64_t* cut_out) {
-    if (L <= SHORT_@S) {
-        short_threshold_@S(row, L, kk, exact, by_abs, inf, mag, t_out, cut_out);
+    if (L <= SHORT_LEN) {
+        FN(short_threshold)(row, L, kk, exact, by_abs, inf, mag, t_out, cut_out);
         return 0;
     }
     int64_t Lp = PAD(L);
-    /* a stride sample of S = SAMPLE keys (L > SHORT_@S >= SAMPLE), ranked branch-free by counting
+    /* a stride sample of S = SAMPLE keys (L > SHORT_LEN >= SAMPLE), ranked branch-free by counting
        (rank = #smaller + #equal earlier: a permutation of 0..S-1), which costs a few vector ops
        where an insertion sort costs a mispredicted branch per key */
     enum { S = SAMPLE };
     T sample[SAMPLE], rank[SAMPLE];
     for (int64_t j = 0; j < S; j++) {
-        sample[j] = key_@S(row[(j * L) / S], by_abs, inf, mag);
+        sample[j] = FN(key)(row[(j * L) / S], by_abs, inf, mag);
         rank[j] = 0;
     }
     for (int64_t i = 0; i < S; i++) {
@@ -375,7 +325,7 @@ static int row_threshold_@S(const T* row, int64_t L, int64_t kk, int exact, int 
         }
         T rmin, rmax;
         int64_t g[NTH];
-        keys_pass_@S(row, L, by_abs, inf, mag, v, kb, &rmin, &rmax, g);
+        FN(keys_pass)(row, L, by_abs, inf, mag, v, kb, &rmin, &rmax, g);
         a = (T)(rmin - 1); /* keys never reach the type's minimum, so no wrap */
         b = rmax;
         ga = L;
@@ -414,7 +364,7 @@ static int row_threshold_@S(const T* row, int64_t L, int64_t kk, int exact, int 
             if (o2 > span - 1) o2 = span - 1;
             T v1 = (T)((uint64_t)a + o1), v2 = (T)((uint64_t)a + o2);
             int64_t g1, g2;
-            count2_@S(kb, L, v1, v2, &g1, &g2);
+            FN(count2)(kb, L, v1, v2, &g1, &g2);
             int straddle = (g1 >= kk) != (g2 >= kk);
             if (g1 >= kk && v1 > a) { a = v1; ga = g1; }
             if (g2 >= kk && v2 > a) { a = v2; ga = g2; }
@@ -431,7 +381,7 @@ static int row_threshold_@S(const T* row, int64_t L, int64_t kk, int exact, int 
         gt_t = gb;
         eq_t = ga - gb;
     } else {
-        int64_t m = gather_band_@S(kb, Lp, a, b, mag, buf); /* at most GATHER keys lie in (a, b] */
+        int64_t m = FN(gather_band)(kb, Lp, a, b, mag, buf); /* at most GATHER keys lie in (a, b] */
         t = buf[m - (kk - gb)];
         gt_t = gb;
         eq_t = 0;
@@ -454,7 +404,7 @@ static int row_threshold_@S(const T* row, int64_t L, int64_t kk, int exact, int 
 /* selected values (others +0.0) and/or mask of one row, with the keys from kb or, when kb is
    NULL (short rows), recomputed from the raw bits; split at the cutoff so both loops are
    branch-free */
-static inline void write_row_@S(const T* restrict row, const T* restrict kb, int64_t L, T t, int64_t cut,
+static inline void FN(write_row)(const T* restrict row, const T* restrict kb, int64_t L, T t, int64_t cut,
                                 int by_abs, int invert, T inf, T mag, T* restrict out, uint8_t* restrict mask) {
     uint8_t inv = (uint8_t)(invert != 0);
 #define WRITE_LOOPS(KEY)                                                                              \
@@ -469,36 +419,36 @@ static inline void write_row_@S(const T* restrict row, const T* restrict kb, int
     if (kb) {
         WRITE_LOOPS(kb[i])
     } else {
-        WRITE_LOOPS(key_@S(row[i], by_abs, inf, mag))
+        WRITE_LOOPS(FN(key)(row[i], by_abs, inf, mag))
     }
 #undef WRITE_LOOPS
 }
 
 /* x: (R, L) rows contiguous. out / mask: same layout, either may be NULL. */
-void topk_rows_@S(const T* x, int64_t R, int64_t L, int64_t kk, int exact, int by_abs, int invert,
+void FN(topk_rows)(const T* x, int64_t R, int64_t L, int64_t kk, int exact, int by_abs, int invert,
                   T inf, T mag, T* out, uint8_t* mask, int nthreads) {
-    int lanes = SHORT_LANES_@S && L <= LANES_MAX; /* short rows go W at a time through short_lanes */
+    int lanes = SHORT_LANES && L <= LANES_MAX; /* short rows go W at a time through short_lanes */
     int64_t step = lanes ? (int64_t)(VBYTES / sizeof(T)) : 1;
     int64_t nblocks = (R + step - 1) / step;
     #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && nblocks > 1)
     {
         T buf[GATHER + 3];
-        T* kb = !lanes && L > SHORT_@S ? (T*)malloc(sizeof(T) * (size_t)PAD(L)) : 0;
+        T* kb = !lanes && L > SHORT_LEN ? (T*)malloc(sizeof(T) * (size_t)PAD(L)) : 0;
         #pragma omp for schedule(static)
         for (int64_t blk = 0; blk < nblocks; blk++) {
             int64_t r0 = blk * step;
-#if SHORT_LANES_@S
+#if SHORT_LANES
             if (lanes) {
-                short_lanes_@S(x + r0 * L, L, 1, L, R - r0 < step ? R - r0 : step, kk, exact, by_abs, invert, inf,
+                FN(short_lanes)(x + r0 * L, L, 1, L, R - r0 < step ? R - r0 : step, kk, exact, by_abs, invert, inf,
                                mag, out ? out + r0 * L : 0, mask ? mask + r0 * L : 0);
                 continue;
             }
 #endif
             T t;
             int64_t cut;
-            if (r0 + 1 < R && L > SHORT_@S) prefetch_sample_@S(x + (r0 + 1) * L, L);
-            int keyed = row_threshold_@S(x + r0 * L, L, kk, exact, by_abs, inf, mag, kb, buf, &t, &cut);
-            write_row_@S(x + r0 * L, keyed ? kb : 0, L, t, cut, by_abs, invert, inf, mag,
+            if (r0 + 1 < R && L > SHORT_LEN) FN(prefetch_sample)(x + (r0 + 1) * L, L);
+            int keyed = FN(row_threshold)(x + r0 * L, L, kk, exact, by_abs, inf, mag, kb, buf, &t, &cut);
+            FN(write_row)(x + r0 * L, keyed ? kb : 0, L, t, cut, by_abs, invert, inf, mag,
                          out ? out + r0 * L : 0, mask ? mask + r0 * L : 0);
         }
         free(kb);
@@ -506,30 +456,30 @@ void topk_rows_@S(const T* x, int64_t R, int64_t L, int64_t kk, int exact, int b
 }
 
 /* x: (N, L, C) channel innermost (channels_last, tokens). out / mask alike, either may be NULL. */
-void topk_cl_@S(const T* x, int64_t N, int64_t L, int64_t C, int64_t kk, int exact, int by_abs, int invert,
+void FN(topk_cl)(const T* x, int64_t N, int64_t L, int64_t C, int64_t kk, int exact, int by_abs, int invert,
                 T inf, T mag, T* out, uint8_t* mask, int nthreads) {
     int64_t nblocks = (C + CBLOCK - 1) / CBLOCK;
     int64_t jobs = N * nblocks;
     uint8_t inv = (uint8_t)(invert != 0);
-    int lanes = SHORT_LANES_@S && L <= LANES_MAX; /* short rows: short_lanes, in place */
+    int lanes = SHORT_LANES && L <= LANES_MAX; /* short rows: short_lanes, in place */
     #pragma omp parallel num_threads(nthreads) if (nthreads > 1 && jobs > 1)
     {
         T buf[GATHER + 3];
         T ts[CBLOCK];
         int64_t cuts[CBLOCK];
         T* block = lanes ? 0 : (T*)malloc(sizeof(T) * (size_t)(CBLOCK * L));
-        T* kb = !lanes && L > SHORT_@S ? (T*)malloc(sizeof(T) * (size_t)PAD(L)) : 0;
+        T* kb = !lanes && L > SHORT_LEN ? (T*)malloc(sizeof(T) * (size_t)PAD(L)) : 0;
         #pragma omp for schedule(static)
         for (int64_t job = 0; job < jobs; job++) {
             int64_t n = job / nblocks, c0 = (job % nblocks) * CBLOCK;
             int64_t nb = C - c0 < CBLOCK ? C - c0 : CBLOCK;
             const T* src = x + n * L * C;
-#if SHORT_LANES_@S
+#if SHORT_LANES
             if (lanes) { /* W channels per call */
                 int64_t w = (int64_t)(VBYTES / sizeof(T));
                 for (int64_t j = 0; j < nb; j += w) {
                     int64_t at = n * L * C + c0 + j;
-                    short_lanes_@S(x + at, 1, C, L, nb - j < w ? nb - j : w, kk, exact, by_abs, invert, inf, mag,
+                    FN(short_lanes)(x + at, 1, C, L, nb - j < w ? nb - j : w, kk, exact, by_abs, invert, inf, mag,
                                    out ? out + at : 0, mask ? mask + at : 0);
                 }
                 continue;
@@ -538,12 +488,12 @@ void topk_cl_@S(const T* x, int64_t N, int64_t L, int64_t C, int64_t kk, int exa
             for (int64_t i = 0; i < L; i++)
                 for (int64_t j = 0; j < nb; j++) block[j * L + i] = src[i * C + c0 + j];
             for (int64_t j = 0; j < nb; j++)
-                row_threshold_@S(block + j * L, L, kk, exact, by_abs, inf, mag, kb, buf, &ts[j], &cuts[j]);
+                FN(row_threshold)(block + j * L, L, kk, exact, by_abs, inf, mag, kb, buf, &ts[j], &cuts[j]);
             for (int64_t i = 0; i < L; i++) {
                 for (int64_t j = 0; j < nb; j++) {
                     int64_t at = n * L * C + i * C + c0 + j;
                     T b = src[i * C + c0 + j];
-                    T k = key_@S(b, by_abs, inf, mag);
+                    T k = FN(key)(b, by_abs, inf, mag);
                     uint8_t s = (uint8_t)((k > ts[j]) | ((k == ts[j]) & (i < cuts[j]))) ^ inv;
                     if (out) out[at] = s ? b : (T)0;
                     if (mask) mask[at] = s;
@@ -554,56 +504,3 @@ void topk_cl_@S(const T* x, int64_t N, int64_t L, int64_t C, int64_t kk, int exa
         free(block);
     }
 }
-"""
-
-HEADER = r"""
-#include <stdint.h>
-#include <stdlib.h>
-#include <math.h>
-#include <string.h>
-#define SAMPLE 32
-#define GATHER 16
-#define NTH 4 /* thresholds counted by the keys pass (written out in KEYS_PASS_BODY) */
-#define CBLOCK 16
-/* inlined into the OpenMP-outlined loops, the short-row ranking runs ~8x slower (gcc 12) */
-#if defined(__GNUC__)
-#define NOINLINE __attribute__((noinline))
-#else
-#define NOINLINE
-#endif
-/* key buffers are padded to a multiple of BLOCK keys (at least one VBYTES vector of every key
-   type); counts in the key type are flushed every CHUNK keys (int16 lanes hold at most 32767) */
-#define VBYTES 64
-#define BLOCK 32
-#define PAD(n) (((n) + BLOCK - 1) & ~(int64_t)(BLOCK - 1))
-#define CHUNK 16384
-/* rows up to SHORT_<type> keys take the O(L^2) rank-counting branch (its inner loop has
-   16 / 8 / 4 lanes of int16 / int32 / int64 in 256-bit vectors, so the break-even differs) */
-#define SHORT_i16 128
-#define SHORT_i32 128
-#define SHORT_i64 64
-/* GCC/Clang vector extensions serve the band gather and short rows W at a time (short_lanes);
-   other compilers, or -DTOPK_PORTABLE (which the tests build to check these paths), use plain C */
-#if defined(__GNUC__) && !defined(TOPK_PORTABLE)
-#define VECTOR_EXT 1
-#else
-#define VECTOR_EXT 0
-#endif
-#define SHORT_LANES_i16 VECTOR_EXT
-#define SHORT_LANES_i32 VECTOR_EXT
-#define SHORT_LANES_i64 0 /* 64 steps over 8 lanes: no faster than ranking by counting */
-#ifndef LANES_MAX
-#define LANES_MAX 200 /* rows up to this many keys (14x14 included) take short_lanes: measured
-                         1.5-2x faster than the other paths up to 12x12, ~1.2x at 14x14, slower at 16x16 */
-#endif
-"""
-
-KEY_TYPES = {"i16": ("int16_t", "uint16_t"), "i32": ("int32_t", "uint32_t"), "i64": ("int64_t", "uint64_t")}
-
-
-def source() -> str:
-    """The full C translation unit: the header plus one template copy per key type."""
-    parts = [HEADER]
-    for suffix, (ctype, utype) in KEY_TYPES.items():
-        parts.append(f"#define T {ctype}\n#define U {utype}\n{TEMPLATE.replace('@S', suffix)}\n#undef U\n#undef T\n")
-    return "\n".join(parts)
