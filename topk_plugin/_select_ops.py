@@ -13,16 +13,18 @@ same). They are not differentiable: ``functional.spatial_topk`` calls
 ``topk_keep`` only when no gradient is needed and otherwise applies
 ``torch.where`` to the mask, so autograd saves nothing but the bool mask.
 
-On CPU with the C kernel available (``_select_build``) the ops run it; on any
-other device, or when the kernel cannot be built, they run the pure-PyTorch
-selection of ``functional`` (same bits).
+On CPU the ops run the path that ``_select_tune`` measured fastest on this machine for
+the tensor's row class (the native vector build, the portable plain-C build, or the
+pure-PyTorch selection of ``functional``: all give the same bits); on any other device,
+or when the kernel cannot be built, the pure-PyTorch path.
 
 Backend switch: ``TOPK_PLUGIN_BACKEND`` read at import, or :func:`set_backend` /
 :func:`backend` at run time:
 
-* ``"auto"`` (default): the C kernel for CPU tensors when it builds, else PyTorch;
+* ``"auto"`` (default): the measured choice per row class for CPU tensors;
 * ``"torch"``: always the pure-PyTorch path (for debugging and comparisons);
-* ``"kernel"``: like auto, but raise if the kernel is unavailable (for tests).
+* ``"kernel"``: always the native build, raise if it is unavailable (for tests);
+* ``"portable"``: always the ``-DTOPK_PORTABLE`` build, raise if it is unavailable.
 """
 from __future__ import annotations
 
@@ -31,11 +33,12 @@ import os
 
 import torch
 
-from . import _select_build
+from . import _select_build, _select_tune
 
 __all__ = ["BACKENDS", "backend", "get_backend", "set_backend", "kernel_available", "kernel_library", "use_kernel"]
 
-BACKENDS = ("auto", "torch", "kernel")
+BACKENDS = ("auto", "torch", "kernel", "portable")
+_FORCED = {"kernel": "native", "portable": "portable"}  # backend -> the build it forces
 _SERIAL_BELOW = 1 << 15  # elements: below this the OpenMP fork costs more than it saves
 _library_override = None  # see kernel_library()
 
@@ -59,7 +62,7 @@ def get_backend() -> str:
 
 
 def set_backend(name: str) -> None:
-    """Select ``"auto"``, ``"torch"`` or ``"kernel"`` (see the module doc)."""
+    """Select ``"auto"``, ``"torch"``, ``"kernel"`` or ``"portable"`` (see the module doc)."""
     global _backend
     if name not in BACKENDS:
         raise ValueError(f"backend {name!r} is not one of {', '.join(BACKENDS)}")
@@ -82,12 +85,38 @@ def kernel_available() -> bool:
 
 
 def use_kernel(x: torch.Tensor) -> bool:
-    """Whether ``spatial_topk`` should go through the custom ops for ``x``."""
+    """Whether ``spatial_topk`` should go through the custom ops for ``x`` (which then pick
+    the path per row class)."""
     if _backend == "torch" or x.device.type != "cpu":
         return False
-    if _backend == "kernel" and not kernel_available():
-        raise RuntimeError(f"TOPK_PLUGIN_BACKEND=kernel but the C kernel is unavailable: {_select_build.status()}")
-    return kernel_available()
+    if _backend in _FORCED:
+        _forced_library()
+        return True
+    return kernel_available() or _select_build.portable_library() is not None
+
+
+def _forced_library():
+    variant = _FORCED[_backend]
+    lib = _select_build.library(variant)
+    if lib is None:
+        raise RuntimeError(
+            f"TOPK_PLUGIN_BACKEND={_backend} but the {variant} C kernel is unavailable: "
+            f"{_select_build.status(variant)} (use TOPK_PLUGIN_BACKEND=auto or torch)"
+        )
+    return lib
+
+
+def _library_for(x: torch.Tensor, channel_dim: int):
+    """The kernel build to run ``x`` on, or ``None`` for the pure-PyTorch path."""
+    if x.device.type != "cpu" or _backend == "torch":
+        return None
+    if _library_override is not None:
+        return _library_override
+    if _backend in _FORCED:
+        return _forced_library()
+    positions = x.numel() // max(1, x.shape[0] * x.shape[channel_dim % x.ndim])
+    path = _select_tune.choice(_select_tune.row_class(positions, x.dtype))
+    return None if path == "torch" else _select_build.library(path)
 
 
 def _layout(x: torch.Tensor, channel_dim: int):
@@ -114,16 +143,15 @@ def kernel_library(lib):
         _library_override = previous
 
 
-def _run_kernel(x, k, channel_dim, exact, by_abs, invert, want_out):
-    """Fill ``empty_like(x)`` (values or bool mask) with the C kernel."""
-    lib = _library_override or _select_build.library()
+def _run_kernel(lib, x, k, channel_dim, exact, by_abs, invert, want_out):
+    """Fill ``empty_like(x)`` (values or bool mask) with the C kernel ``lib``."""
     result = torch.empty_like(x) if want_out else torch.empty_like(x, dtype=torch.bool)
     if x.numel() == 0:
         return result
     layout = _layout(x, channel_dim)
     if layout is None or _layout(result, channel_dim) != layout:
         moved = x.movedim(channel_dim % x.ndim, 1).contiguous()
-        inner = _run_kernel(moved, k, 1, exact, by_abs, invert, want_out)
+        inner = _run_kernel(lib, moved, k, 1, exact, by_abs, invert, want_out)
         result.copy_(inner.movedim(1, channel_dim % x.ndim))
         return result
     kind, a, positions, c = layout
@@ -159,15 +187,12 @@ def _torch_mask(x, k, channel_dim, exact, by_abs, invert):
     return result
 
 
-def _can_run_kernel(x) -> bool:
-    return x.device.type == "cpu" and _backend != "torch" and kernel_available()
-
-
 @torch.library.custom_op("topk_plugin::topk_mask", mutates_args=())
 def topk_mask_op(x: torch.Tensor, k: int, channel_dim: int, exact: bool, by_abs: bool, invert: bool) -> torch.Tensor:
     """Bool mask of the Top-``k`` entries per (sample, channel); layout of ``empty_like(x)``."""
-    if _can_run_kernel(x):
-        return _run_kernel(x, k, channel_dim, exact, by_abs, invert, want_out=False)
+    lib = _library_for(x, channel_dim)
+    if lib is not None:
+        return _run_kernel(lib, x, k, channel_dim, exact, by_abs, invert, want_out=False)
     return _torch_mask(x, k, channel_dim, exact, by_abs, invert)
 
 
@@ -179,8 +204,9 @@ def _(x, k, channel_dim, exact, by_abs, invert):
 @torch.library.custom_op("topk_plugin::topk_keep", mutates_args=())
 def topk_keep_op(x: torch.Tensor, k: int, channel_dim: int, exact: bool, by_abs: bool, invert: bool) -> torch.Tensor:
     """``x`` where the Top-``k`` mask holds, ``+0.0`` elsewhere (no autograd)."""
-    if _can_run_kernel(x):
-        return _run_kernel(x, k, channel_dim, exact, by_abs, invert, want_out=True)
+    lib = _library_for(x, channel_dim)
+    if lib is not None:
+        return _run_kernel(lib, x, k, channel_dim, exact, by_abs, invert, want_out=True)
     mask = _torch_mask(x, k, channel_dim, exact, by_abs, invert)
     result = torch.empty_like(x)
     result.copy_(torch.where(mask, x, 0.0))

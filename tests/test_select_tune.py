@@ -1,0 +1,201 @@
+"""The measured backend choice (``_select_tune``) and the dispatch that follows it.
+
+The timing cases are shrunk to a few tiny tensors and the decision cache points at a
+temporary folder, so these tests measure for real but in well under a second each.
+"""
+import json
+import re
+import time
+
+import pytest
+import torch
+from reference import reference_topk
+
+import topk_plugin
+from topk_plugin import _cpu, _select_build, _select_ops, _select_tune
+from topk_plugin.functional import spatial_topk
+
+needs_kernel = pytest.mark.skipif(
+    not _select_ops.kernel_available() or _select_build.portable_library() is None,
+    reason=f"C kernel unavailable: {_select_build.status()}",
+)
+
+
+def tiny_cases(row_cls):
+    shapes = {"short": (2, 4, 7, 7), "long": (1, 2, 20, 20)}
+    length, bits = row_cls.split("-")
+    x = torch.randn(shapes[length], generator=torch.Generator().manual_seed(0)).to(_select_tune.CASES[row_cls][1])
+    yield x.relu(), 0.1
+    yield x, 0.5
+
+
+@pytest.fixture
+def fresh(monkeypatch, tmp_path):
+    """A private decision cache and tiny cases; returns the list of measurements made."""
+    monkeypatch.setenv("TOPK_PLUGIN_CACHE", str(tmp_path))
+    monkeypatch.setattr(_select_tune, "_state", {})
+    monkeypatch.setattr(_select_tune, "_cases", tiny_cases)
+    monkeypatch.setattr(_select_tune, "REPEATS", 2)
+    measured = []
+    real = _select_tune._measure_all
+
+    def counting(builds):
+        measured.append(1)
+        return real(builds)
+
+    monkeypatch.setattr(_select_tune, "_measure_all", counting)
+    return measured
+
+
+def test_measure_scores_relative_to_the_fastest_and_pick_breaks_ties_in_order():
+    now = [0.0]
+
+    def runner(cost):
+        def run(x, k):
+            now[0] += cost
+        return run
+
+    runners = {"native": runner(2.0), "portable": runner(1.0), "torch": runner(4.0)}
+    scores = _select_tune.measure(runners, [(None, 0.1), (None, 0.5)], repeats=3, clock=lambda: now[0])
+    assert scores == pytest.approx({"native": 2.0, "portable": 1.0, "torch": 4.0})
+    assert _select_tune.pick(scores) == "portable"
+    assert _select_tune.pick({"torch": 1.0, "portable": 1.0, "native": 1.0}) == "native"
+
+
+def test_row_classes_follow_the_c_source_boundary():
+    """'short' must be exactly the rows the C kernel sends through its vector lanes."""
+    source = (_select_build.source_dir() / "topk_select.c").read_text()
+    lanes_max = int(re.search(r"#define LANES_MAX (\d+)", source).group(1))
+    assert _select_tune.SHORT_MAX == lanes_max
+    assert _select_tune.row_class(lanes_max, torch.float32) == "short-32"
+    assert _select_tune.row_class(lanes_max + 1, torch.bfloat16) == "long-16"
+    assert _select_tune.row_class(49, torch.float64) == "short-64"
+    assert set(_select_tune.CASES) == {f"{a}-{b}" for a in ("short", "long") for b in (16, 32, 64)}
+
+
+@needs_kernel
+@pytest.mark.parametrize("slow", _select_tune.CANDIDATES)
+def test_a_slow_candidate_is_not_chosen(fresh, monkeypatch, slow):
+    real = _select_tune._runners
+
+    def with_slow_one(builds):
+        runners = real(builds)
+        fn = runners[slow]
+
+        def sleepy(x, k):
+            time.sleep(0.02)  # the tiny cases take well under a millisecond on any path
+            return fn(x, k)
+
+        runners[slow] = sleepy
+        return runners
+
+    monkeypatch.setattr(_select_tune, "_runners", with_slow_one)
+    decision = _select_tune.decision()
+    assert decision["source"] == "measured"
+    assert slow not in decision["choice"].values(), decision["scores"]
+    for row_cls, scores in decision["scores"].items():
+        assert scores[slow] > 2 * min(scores.values()), (row_cls, scores)
+
+
+@needs_kernel
+def test_the_decision_is_cached_on_disk_and_reused(fresh, tmp_path):
+    first = _select_tune.decision()
+    assert first["source"] == "measured" and fresh == [1]
+    path = tmp_path / "kernels" / first["path"].rsplit("/", 1)[-1]
+    on_disk = json.loads(path.read_text())
+    assert on_disk["choice"] == first["choice"] and on_disk["cpu"] == _cpu.describe()
+    assert set(on_disk["choice"].values()) <= set(_select_tune.CANDIDATES)
+
+    _select_tune._state.clear()  # a new process
+    again = _select_tune.decision()
+    assert again["source"] == "cached" and fresh == [1]
+    assert again["choice"] == first["choice"]
+
+    path.write_text("{not json")  # a corrupt file is measured again, not trusted
+    _select_tune._state.clear()
+    assert _select_tune.decision()["source"] == "measured" and fresh == [1, 1]
+    assert json.loads(path.read_text())["choice"]
+
+    assert _select_tune.remeasure()["source"] == "measured" and fresh == [1, 1, 1]
+
+
+@needs_kernel
+def test_a_changed_cpu_flag_set_measures_again(fresh, monkeypatch):
+    first = _select_tune.decision()
+    signature = _cpu.cpu_signature()
+    monkeypatch.setattr(_cpu, "cpu_signature", lambda: signature + " new_flag")
+    _select_tune._state.clear()
+    second = _select_tune.decision()
+    assert second["source"] == "measured" and fresh == [1, 1]
+    assert second["path"] != first["path"]
+    monkeypatch.setattr(_cpu, "cpu_signature", lambda: signature)
+    _select_tune._state.clear()
+    assert _select_tune.decision()["source"] == "cached" and fresh == [1, 1]
+
+
+@needs_kernel
+def test_another_thread_count_measures_again(fresh):
+    threads = torch.get_num_threads()
+    first = _select_tune.decision()
+    try:
+        torch.set_num_threads(threads + 1)
+        _select_tune._state.clear()
+        second = _select_tune.decision()
+        assert second["source"] == "measured" and second["path"] != first["path"] and fresh == [1, 1]
+        assert second["threads"] == threads + 1
+    finally:
+        torch.set_num_threads(threads)
+
+
+@needs_kernel
+def test_dispatch_follows_the_choice_per_row_class(monkeypatch):
+    choice = dict.fromkeys(_select_tune.CASES, "native")
+    choice.update({"short-32": "torch", "long-32": "portable", "short-16": "portable"})
+    monkeypatch.setattr(_select_tune, "_state", {"decision": {"choice": choice, "scores": {}, "source": "test"}})
+    used = []
+    real = _select_ops._run_kernel
+
+    def spy(lib, *args, **kwargs):
+        used.append(lib)
+        return real(lib, *args, **kwargs)
+
+    monkeypatch.setattr(_select_ops, "_run_kernel", spy)
+    native, portable = _select_build.library("native"), _select_build.portable_library()
+    g = torch.Generator().manual_seed(0)
+    for shape, dtype, expected in (
+        ((2, 3, 7, 7), torch.float32, None),
+        ((2, 3, 30, 30), torch.float32, portable),
+        ((2, 3, 7, 7), torch.float16, portable),
+        ((2, 3, 30, 30), torch.bfloat16, native),
+        ((2, 3, 7, 7), torch.float64, native),
+    ):
+        x = torch.randn(shape, generator=g).to(dtype)
+        used.clear()
+        out = spatial_topk(x, 0.2)
+        with _select_ops.backend("torch"):
+            assert torch.equal(out, spatial_topk(x, 0.2))
+        assert used == ([] if expected is None else [expected]), (shape, dtype)
+    with _select_ops.backend("portable"):  # the switch overrides the choice
+        used.clear()
+        spatial_topk(torch.randn(2, 3, 7, 7), 0.2)
+        assert used == [portable]
+
+
+def test_forced_backends_fail_clearly_without_a_compiler(monkeypatch):
+    missing = _select_build.Build(None, None, (), 0, "no C compiler found (set CC, or install gcc/clang)")
+    monkeypatch.setattr(_select_build, "build", lambda variant="native", **kwargs: missing)
+    x = torch.randn(2, 3, 8, 8)
+    for name, variant in (("kernel", "native"), ("portable", "portable")):
+        with _select_ops.backend(name), pytest.raises(RuntimeError, match=f"{name} but the {variant} C kernel .*no C compiler"):
+            spatial_topk(x, 0.1)
+    assert not _select_ops.use_kernel(x)  # auto: the PyTorch path, no error
+    assert torch.equal(spatial_topk(x, 0.1), reference_topk(x, 0.1))
+
+
+@needs_kernel
+def test_kernel_status_names_the_cpu_its_isa_and_every_choice(fresh):
+    text = topk_plugin.kernel_status()
+    assert _cpu.cpu_model() in text and f"vector ISA {_cpu.vector_isa()}" in text
+    assert "native build: loaded" in text and "portable build: loaded" in text
+    for row_cls, path in _select_tune.decision()["choice"].items():
+        assert re.search(rf"{row_cls}\s+-> {path}\b", text)
