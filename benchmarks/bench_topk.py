@@ -1,19 +1,30 @@
-"""Spatial Top-K speed: ours vs the authors' formulation vs one elementwise pass (relu).
+"""Spatial Top-K speed: ours vs the portable build, the PyTorch path, the authors' code and relu.
 
-    python benchmarks/bench_topk.py [--threads 2] [--repeats 15] [--no-models]
-    python benchmarks/bench_topk.py --short-rows   # short rows: vector lanes vs the portable build
+    python benchmarks/bench_topk.py [--threads 2] [--repeats 7] [--no-models]
+    python benchmarks/bench_topk.py --march x86-64-v3   # also time the AVX2 code (on AVX-512 CPUs)
+    python benchmarks/bench_topk.py --short-rows        # short rows: vector lanes vs the portable build
 
-All timings are medians of ``--repeats`` runs after warm-up, same thread count,
-same input tensor (float32, post-ReLU: ``randn(shape).relu()``). Calls are
-interleaved (relu, ours, authors', relu, ...) so load changes on the machine hit
-all three alike.
+The header names the CPU model, its vector ISA and flags, both kernel builds and the
+path the automatic backend chose for each row class (``topk_plugin.kernel_status()``).
+All timings are medians of ``--repeats`` runs after warm-up, same thread count, same
+input tensor, for two input kinds: post-ReLU (``randn(shape).relu()``) and signed
+(``randn(shape)``: BN outputs, GAN features). Calls are interleaved so load changes on
+the machine hit all columns alike, in an order shuffled (seeded) between repeats: a
+call right after another's large allocations can pay page faults for them, which in a
+fixed order added 0.2 ms to one column on (16,512,7,7).
 
-* ``relu``: ``torch.relu(x)`` allocating its output, i.e. one read and one write
-  of the tensor plus the allocation (for tensors above glibc's mmap threshold
-  that includes first-touch page faults of the new output, which Top-K pays too).
-* ``ours``: ``topk_plugin.functional.spatial_topk(x, k)`` (inference, no grad).
-* ``ours-torch``: the same with the pure-PyTorch backend (``TOPK_PLUGIN_BACKEND=torch``).
+* ``auto``: ``topk_plugin.functional.spatial_topk(x, k)`` (inference, no grad), the
+  default backend: the path measured fastest for the row class on this machine.
+* ``native``: the same forced onto the ``-march=native`` vector build; ``march=X``
+  (with ``--march X``) onto a build for that target.
+* ``portable``: the same forced onto the ``-DTOPK_PORTABLE`` build (plain C).
+* ``torch``: the pure-PyTorch backend (``TOPK_PLUGIN_BACKEND=torch``).
 * ``authors``: ``topk`` on ``|x|`` of the flattened rows, scatter a mask, multiply.
+* ``relu``: ``torch.relu(x)`` allocating its output, i.e. one read and one write of
+  the tensor plus the allocation.
+
+Ratio columns: ``best/auto`` = min(portable, torch) / auto (goal >= 0.95),
+``authors/auto`` (goal >= 3), ``authors/X`` for the ``--march`` build.
 
 Model level: torchvision AlexNet / VGG16 / ResNet-18 with random init, batch 16,
 224 px, dense vs ``topk_plugin.sparsify`` at the paper's placements.
@@ -21,12 +32,14 @@ Model level: torchvision AlexNet / VGG16 / ResNet-18 with random init, batch 16,
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import time
 
 import torch
 
-from topk_plugin import _select_build, _select_ops
+import topk_plugin
+from topk_plugin import _cpu, _select_build, _select_ops
 from topk_plugin.functional import spatial_topk
 
 SHAPES = [(16, 64, 56, 56), (16, 256, 28, 28), (16, 512, 7, 7), (8, 128, 112, 112)]
@@ -47,56 +60,77 @@ def interleaved(fns: dict, repeats: int) -> dict:
         fn()
         fn()
     times = {name: [] for name in fns}
+    order, shuffle = list(fns), random.Random(0).shuffle
     for _ in range(repeats):
-        for name, fn in fns.items():
+        shuffle(order)  # a call right after another's large allocations can pay their page faults
+        for name in order:
             start = time.perf_counter()
-            fn()
+            fns[name]()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def op_table(repeats: int) -> None:
-    print(f"{'shape':<20} {'K':>5} {'ours ms':>9} {'torch-path':>10} {'authors':>9} {'relu':>8} "
-          f"{'ours/relu':>9} {'authors/ours':>12} {'torch-path/ours':>15}")
-    for shape in SHAPES:
-        x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).relu()
-        for k in KS:
-            def torch_path(x=x, k=k):
-                with _select_ops.backend("torch"):
-                    return spatial_topk(x, k)
+def with_library(lib):
+    def run(x, k):
+        with _select_ops.kernel_library(lib):
+            return spatial_topk(x, k)
+    return run
 
-            t = interleaved(
-                {
-                    "relu": lambda: torch.relu(x),
-                    "ours": lambda: spatial_topk(x, k),
-                    "authors": lambda: authors_topk(x, k),
-                    "torch": torch_path,
-                },
-                repeats,
-            )
-            print(f"{str(shape):<20} {k:>5} {t['ours'] * 1e3:>9.3f} {t['torch'] * 1e3:>10.2f} "
-                  f"{t['authors'] * 1e3:>9.2f} {t['relu'] * 1e3:>8.3f} {t['ours'] / t['relu']:>9.1f} "
-                  f"{t['authors'] / t['ours']:>12.1f} {t['torch'] / t['ours']:>15.1f}", flush=True)
+
+def torch_path(x, k):
+    with _select_ops.backend("torch"):
+        return spatial_topk(x, k)
+
+
+def op_table(repeats: int, march: str | None) -> None:
+    candidates = {"native": with_library(_select_build.library("native")),
+                  "portable": with_library(_select_build.portable_library())}
+    if march:
+        extra = _select_build.build(march=march)
+        if extra.lib is None:
+            raise SystemExit(f"--march {march}: {extra.status}")
+        print(f"march={march} build: {extra.status}")
+        candidates[f"march={march}"] = with_library(extra.lib)
+    names = ["auto", *candidates, "torch", "authors", "relu"]
+    ratios = ["best/auto", "authors/auto"] + ([f"authors/{march}"] if march else [])
+    print(f"\n{'shape':<20} {'input':<6} {'K':>5} " + " ".join(f"{n[:12]:>12}" for n in names)
+          + " " + " ".join(f"{r[:15]:>15}" for r in ratios) + "   (ms; ratios: higher is better for auto)")
+    worst = {r: float("inf") for r in ratios}
+    for shape in SHAPES:
+        signed = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+        for kind, x in (("relu", signed.relu()), ("signed", signed)):
+            for k in KS:
+                fns = {"relu": lambda x=x: torch.relu(x), "auto": lambda x=x, k=k: spatial_topk(x, k)}
+                fns.update({name: (lambda x=x, k=k, fn=fn: fn(x, k)) for name, fn in candidates.items()})
+                fns["torch"] = lambda x=x, k=k: torch_path(x, k)
+                fns["authors"] = lambda x=x, k=k: authors_topk(x, k)
+                t = interleaved(fns, repeats)
+                row = {"best/auto": min(t["portable"], t["torch"]) / t["auto"], "authors/auto": t["authors"] / t["auto"]}
+                if march:
+                    row[f"authors/{march}"] = t["authors"] / t[f"march={march}"]
+                for r, v in row.items():
+                    worst[r] = min(worst[r], v)
+                print(f"{str(shape):<20} {kind:<6} {k:>5} " + " ".join(f"{t[n] * 1e3:>12.3f}" for n in names)
+                      + " " + " ".join(f"{row[r]:>15.2f}" for r in ratios), flush=True)
+    print("worst cells: " + ", ".join(f"{r} {v:.2f}" for r, v in worst.items()))
 
 
 def short_rows_table(repeats: int) -> None:
-    """Short rows: the default build (vector lanes) vs the -DTOPK_PORTABLE build (row by row)."""
-    portable = _select_build.portable_library()
-    print("\nshort rows: default build vs -DTOPK_PORTABLE build (ms, spatial_topk, inference)")
-    print(f"{'shape':<20} {'dtype':<8} {'layout':<14} {'K':>5} {'default':>9} {'portable':>9} {'ratio':>6}")
+    """Short rows: the native build (vector lanes) vs the -DTOPK_PORTABLE build (row by row)."""
+    native = with_library(_select_build.library("native"))
+    portable = with_library(_select_build.portable_library())
+    print("\nshort rows: native build vs -DTOPK_PORTABLE build (ms, spatial_topk, inference)")
+    print(f"{'shape':<20} {'dtype':<8} {'layout':<14} {'K':>5} {'native':>9} {'portable':>9} {'ratio':>6}")
     for shape in [(16, 512, 7, 7), (16, 256, 12, 12), (16, 256, 14, 14), (16, 256, 16, 16)]:
         for dtype in (torch.float32, torch.float16):
             base = torch.randn(shape, generator=torch.Generator().manual_seed(0)).relu().to(dtype)
             for layout, fmt in (("contiguous", torch.contiguous_format), ("channels_last", torch.channels_last)):
                 x = base.contiguous(memory_format=fmt)
                 for k in (0.1, 0.5):
-                    def with_portable(x=x, k=k):
-                        with _select_ops.kernel_library(portable):
-                            return spatial_topk(x, k)
-
-                    t = interleaved({"default": lambda: spatial_topk(x, k), "portable": with_portable}, repeats)
-                    print(f"{str(shape):<20} {str(dtype)[6:]:<8} {layout:<14} {k:>5} {t['default'] * 1e3:>9.3f} "
-                          f"{t['portable'] * 1e3:>9.3f} {t['portable'] / t['default']:>6.2f}", flush=True)
+                    t = interleaved({"native": lambda x=x, k=k: native(x, k), "portable": lambda x=x, k=k: portable(x, k)},
+                                    repeats)
+                    print(f"{str(shape):<20} {str(dtype)[6:]:<8} {layout:<14} {k:>5} {t['native'] * 1e3:>9.3f} "
+                          f"{t['portable'] * 1e3:>9.3f} {t['portable'] / t['native']:>6.2f}", flush=True)
 
 
 def model_overheads(repeats: int) -> None:
@@ -141,16 +175,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--no-models", action="store_true")
+    parser.add_argument("--march", default=None,
+                        help="also time a build for this -march target (x86-64-v3: the AVX2 code)")
     parser.add_argument("--short-rows", action="store_true",
                         help="only the short-row table: default build vs the -DTOPK_PORTABLE build")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, backend {_select_ops.get_backend()}, "
-          f"kernel: {_select_build.status()}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(topk_plugin.kernel_status())
+    print(f"cpu flags: {' '.join(sorted(_cpu.cpu_flags()))}")
     if args.short_rows:
         short_rows_table(args.repeats)
         return
-    op_table(args.repeats)
+    op_table(args.repeats, args.march)
     if not args.no_models:
         model_overheads(args.repeats)
 
