@@ -29,9 +29,11 @@ def same_format(a, b):
 
 
 def both(fn):
+    """``fn`` on the kernel (the native build, or the build a caller pinned) and on the
+    PyTorch path (pinned, so it wins over a caller's pinned build)."""
     with _select_ops.backend("kernel"):
         fast = fn()
-    with _select_ops.backend("torch"):
+    with _select_ops.kernel_library("torch"):
         slow = fn()
     return fast, slow
 
@@ -144,34 +146,6 @@ def assert_kernel_equals_torch_path(x, k, **kw):
 
 
 @needs_kernel
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_band_gather_with_crowded_lanes(dtype, channels_last):
-    """The last step gathers the few keys left in the bracket with one vector pass that keeps
-    three per lane (lane = position mod 4 vector widths of 64 bytes) and falls back to a scalar
-    pass when a lane holds more. Here every large key sits in the same lane, so the fallback
-    must run whenever the band holds four or more of them."""
-    stride = 256 // torch.empty((), dtype=dtype).element_size()  # positions sharing a lane
-    n_big = 30
-    length = stride * (n_big + 3)
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(2, 3, length, generator=g, dtype=torch.float64) * 1e-3
-    order = torch.randperm(n_big, generator=g)
-    x[..., : n_big * stride : stride] = 1 + order.double() / 32  # distinct in every dtype
-    x = x.to(dtype).unsqueeze(-1)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    for k in (3, 5, 12, 20, 29):
-        for ties in ("exact", "threshold"):
-            assert_kernel_equals_torch_path(x, k, ties=ties)
-            assert_kernel_equals_torch_path(-x, k, ties=ties, rank_by="abs")
-        with _select_ops.backend("kernel"):
-            kept = spatial_topk(x, k).squeeze(-1)
-        big = x.squeeze(-1)[..., : n_big * stride : stride]
-        assert torch.equal(kept[..., : n_big * stride : stride] != 0, big >= big.sort(-1, descending=True).values[..., k - 1 : k])
-
-
-@needs_kernel
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
 def test_rows_longer_than_a_count_chunk(dtype):
     """Counts accumulate in the key type (int16 for half precision) and are flushed every 16384
@@ -213,8 +187,13 @@ def _builds():
 BUILDS = _builds()
 
 
-@pytest.fixture(scope="module", params=list(BUILDS))
-def other_build(request):
+@pytest.fixture(scope="module", params=["native", *BUILDS])
+def any_build(request):
+    """The native build, then every build of :func:`_builds`, as a loaded library."""
+    if request.param == "native":
+        if not _select_ops.kernel_available():
+            pytest.skip(f"C kernel unavailable: {_select_build.status()}")
+        return _select_build.library("native")
     kwargs, vector_bytes = BUILDS[request.param]
     build = _select_build.build(**kwargs)
     if build.lib is None:
@@ -228,7 +207,35 @@ def other_build(request):
 @needs_kernel
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_other_builds_equal_torch_path(other_build, dtype, channels_last):
+def test_band_gather_with_crowded_lanes(any_build, dtype, channels_last):
+    """The last step gathers the few keys left in the bracket with one vector pass that keeps
+    three per lane (lane = position mod 4 vector widths, 256 bytes at most) and falls back to a
+    scalar pass when a lane holds more. Here every large key sits in the same lane at every
+    width, so the fallback must run whenever the band holds four or more of them."""
+    stride = 256 // torch.empty((), dtype=dtype).element_size()  # positions sharing a lane
+    n_big = 30
+    length = stride * (n_big + 3)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, length, generator=g, dtype=torch.float64) * 1e-3
+    order = torch.randperm(n_big, generator=g)
+    x[..., : n_big * stride : stride] = 1 + order.double() / 32  # distinct in every dtype
+    x = x.to(dtype).unsqueeze(-1)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    big = x.squeeze(-1)[..., : n_big * stride : stride]
+    with _select_ops.kernel_library(any_build):
+        for k in (3, 5, 12, 20, 29):
+            for ties in ("exact", "threshold"):
+                assert_kernel_equals_torch_path(x, k, ties=ties)
+                assert_kernel_equals_torch_path(-x, k, ties=ties, rank_by="abs")
+            kept = spatial_topk(x, k).squeeze(-1)
+            assert torch.equal(kept[..., : n_big * stride : stride] != 0, big >= big.sort(-1, descending=True).values[..., k - 1 : k])
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_every_build_equals_torch_path(any_build, dtype, channels_last):
     """The portable build (plain C: no vector-extension gather, short rows one at a time),
     which compilers without GCC/Clang extensions get, and the builds of every vector width
     and ISA level give the same bits as the PyTorch path, on both sides of every row-length
@@ -241,7 +248,7 @@ def test_other_builds_equal_torch_path(other_build, dtype, channels_last):
         x = x.to(dtype).unsqueeze(-1)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with _select_ops.kernel_library(other_build):
+        with _select_ops.kernel_library(any_build):
             for k in (1, 0.1, 0.5, 0.95):
                 for ties in ("exact", "threshold"):
                     for rank_by in ("abs", "value"):

@@ -5,6 +5,7 @@ temporary folder, so these tests measure for real but in well under a second eac
 """
 import json
 import re
+import threading
 import time
 
 import pytest
@@ -199,3 +200,94 @@ def test_kernel_status_names_the_cpu_its_isa_and_every_choice(fresh):
     assert "native build: loaded" in text and "portable build: loaded" in text
     for row_cls, path in _select_tune.decision()["choice"].items():
         assert re.search(rf"{row_cls}\s+-> {path}\b", text)
+
+
+def test_timing_cases_cover_their_row_class():
+    """The real cases (the fixture above shrinks them): each class is timed on its own kind of
+    rows, post-ReLU and signed, at every K of the choice."""
+    for row_cls in _select_tune.CASES:
+        cases = list(_select_tune._cases(row_cls))
+        assert {k for _, k in cases} == set(_select_tune.KS)
+        assert any(bool(x.min() >= 0) for x, _ in cases) and any(bool(x.min() < 0) for x, _ in cases)
+        for x, _ in cases:
+            assert x.device.type == "cpu" and x.numel() >= 1 << 15  # big enough to run threaded
+            assert _select_tune.row_class(x[0, 0].numel(), x.dtype) == row_cls
+
+
+@needs_kernel
+def test_a_pinned_path_wins_over_the_backend_and_stays_in_its_thread(monkeypatch):
+    used = []
+    real = _select_ops._run_kernel
+    monkeypatch.setattr(_select_ops, "_run_kernel", lambda lib, *a, **kw: (used.append(lib), real(lib, *a, **kw))[1])
+    portable = _select_build.portable_library()
+    x = torch.randn(2, 3, 30, 30)
+    with _select_ops.backend("torch"), _select_ops.kernel_library(portable):
+        spatial_topk(x, 0.2)
+    assert used == [portable]
+
+    inside, release = threading.Event(), threading.Event()
+
+    def other_thread():  # pins the PyTorch path in its own thread only
+        with _select_ops.kernel_library("torch"):
+            inside.set()
+            release.wait(10)
+
+    worker = threading.Thread(target=other_thread)
+    worker.start()
+    try:
+        assert inside.wait(10)
+        used.clear()
+        with _select_ops.backend("portable"):
+            spatial_topk(x, 0.2)
+        assert used == [portable]
+    finally:
+        release.set()
+        worker.join()
+    with pytest.raises(TypeError, match="kernel library or 'torch'"):
+        with _select_ops.kernel_library("fast"):
+            pass
+
+
+@needs_kernel
+def test_an_unwritable_cache_still_gets_a_decision(fresh, monkeypatch, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    monkeypatch.setenv("TOPK_PLUGIN_CACHE", str(blocker / "cache"))  # no folder can be made there
+    decision = _select_tune.decision()
+    assert decision["source"] == "measured" and fresh == [1]
+    assert set(decision["choice"]) == set(_select_tune.CASES)
+    assert not (blocker / "cache").exists()
+
+
+@needs_kernel
+def test_a_failed_measurement_falls_back_to_the_native_build_and_is_not_cached(fresh, monkeypatch, tmp_path):
+    def broken(builds):
+        fresh.append(1)
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(_select_tune, "_measure_all", broken)
+    with pytest.warns(RuntimeWarning, match="boom"):
+        decision = _select_tune.decision()
+    assert set(decision["choice"].values()) == {"native"} and "boom" in decision["source"]
+    assert not list((tmp_path / "kernels").glob("backend_choice_*.json"))
+    x = torch.randn(2, 3, 30, 30)
+    assert torch.equal(spatial_topk(x, 0.2), reference_topk(x, 0.2))  # the user's call goes on
+
+
+@needs_kernel
+def test_torch_compile_in_auto_mode_follows_the_choice(monkeypatch):
+    """Under torch.compile the op is one opaque node that picks its path when it runs."""
+    choice = dict.fromkeys(_select_tune.CASES, "native")
+    choice.update({"short-32": "torch", "long-32": "portable"})
+    monkeypatch.setattr(_select_tune, "_state", {"decision": {"choice": choice, "scores": {}, "source": "test"}})
+
+    def f(t):
+        return spatial_topk(t, 0.2) * 2 + spatial_topk(t, 0.3, ties="threshold", rank_by="value", invert=True)
+
+    torch._dynamo.reset()
+    compiled = torch.compile(f)
+    g = torch.Generator().manual_seed(0)
+    for shape in ((2, 3, 7, 7), (2, 3, 30, 30)):
+        x = torch.randn(shape, generator=g)
+        expected = reference_topk(x, 0.2) * 2 + reference_topk(x, 0.3, ties="threshold", rank_by="value", invert=True)
+        assert torch.equal(compiled(x), expected) and torch.equal(f(x), expected)

@@ -40,7 +40,9 @@ def cpu_flags() -> frozenset[str]:
 
 
 def cpu_signature() -> str:
-    """What a kernel built with ``-march=native`` depends on: the machine and its flags."""
+    """What a kernel built with ``-march=native`` depends on: the machine and its flags.
+    Without /proc/cpuinfo (macOS, Windows) only the processor name is known, so a cache
+    shared between such machines should not hold native builds."""
     flags = cpu_flags()
     return f"{platform.machine()} {' '.join(sorted(flags))}" if flags else (platform.processor() or platform.machine())
 
@@ -55,7 +57,7 @@ def vector_isa(flags: frozenset[str] | None = None) -> str:
         return "AVX2"
     if "sse4_1" in flags:
         return "SSE4.1"
-    if "asimd" in flags or platform.machine() in ("aarch64", "arm64"):
+    if {"asimd", "neon"} & flags or platform.machine() in ("aarch64", "arm64"):
         return "NEON"
     return "none known"
 

@@ -22,8 +22,9 @@ PyTorch's thread pool instead of competing with it.
 * Compiler: ``$CC`` if set, else the first of ``cc``, ``gcc``, ``clang`` on PATH.
 * Cache: ``<topk_plugin cache>/kernels`` (``$TOPK_PLUGIN_CACHE``, default
   ``~/.cache/topk_plugin``); the file name hashes the sources, the flags, the compiler
-  and the CPU's feature flags, so a cache shared between machines never loads a
-  library built for another CPU. Builds write to a temporary file and rename it into
+  and the CPU's feature flags (``_cpu.cpu_signature``, read from /proc/cpuinfo on
+  Linux), so a cache shared between Linux machines never loads a library built for
+  another CPU. Builds write to a temporary file and rename it into
   place, so concurrent processes (pytest-xdist workers) never see a partial library.
 """
 from __future__ import annotations

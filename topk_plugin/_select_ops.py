@@ -29,6 +29,7 @@ Backend switch: ``TOPK_PLUGIN_BACKEND`` read at import, or :func:`set_backend` /
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 
 import torch
@@ -40,7 +41,8 @@ __all__ = ["BACKENDS", "backend", "get_backend", "set_backend", "kernel_availabl
 BACKENDS = ("auto", "torch", "kernel", "portable")
 _FORCED = {"kernel": "native", "portable": "portable"}  # backend -> the build it forces
 _SERIAL_BELOW = 1 << 15  # elements: below this the OpenMP fork costs more than it saves
-_library_override = None  # see kernel_library()
+# kernel_library(): a build (ctypes library) or "torch" pinned for this thread / context
+_pinned: contextvars.ContextVar = contextvars.ContextVar("topk_plugin_pinned", default=None)
 
 _backend = os.environ.get("TOPK_PLUGIN_BACKEND", "auto").strip().lower() or "auto"
 if _backend not in BACKENDS:
@@ -84,15 +86,16 @@ def kernel_available() -> bool:
     return _select_build.library() is not None
 
 
-def use_kernel(x: torch.Tensor) -> bool:
-    """Whether ``spatial_topk`` should go through the custom ops for ``x`` (which then pick
-    the path per row class)."""
-    if _backend == "torch" or x.device.type != "cpu":
+def use_kernel(x: torch.Tensor, channel_dim: int = 1) -> bool:
+    """Whether ``spatial_topk`` should go through the custom ops for ``x``: not when the
+    PyTorch path will run anyway (then ``functional`` runs it directly, with autograd)."""
+    if x.device.type != "cpu":
         return False
-    if _backend in _FORCED:
-        _forced_library()
-        return True
-    return kernel_available() or _select_build.portable_library() is not None
+    if torch.compiler.is_compiling():  # traced: no measuring here, the op picks when it runs
+        if _backend in _FORCED:
+            _forced_library()
+        return _backend != "torch" and (kernel_available() or _backend == "portable")
+    return _library_for(x, channel_dim) is not None
 
 
 def _forced_library():
@@ -107,13 +110,20 @@ def _forced_library():
 
 
 def _library_for(x: torch.Tensor, channel_dim: int):
-    """The kernel build to run ``x`` on, or ``None`` for the pure-PyTorch path."""
-    if x.device.type != "cpu" or _backend == "torch":
+    """The kernel build to run ``x`` on, or ``None`` for the pure-PyTorch path: the pinned
+    one (:func:`kernel_library`), else the forced backend's, else the measured choice for
+    ``x``'s row class (``_select_tune``)."""
+    if x.device.type != "cpu":
         return None
-    if _library_override is not None:
-        return _library_override
+    pinned = _pinned.get()
+    if pinned is not None:
+        return None if isinstance(pinned, str) else pinned
+    if _backend == "torch":
+        return None
     if _backend in _FORCED:
         return _forced_library()
+    if not kernel_available() and _select_build.portable_library() is None:
+        return None
     positions = x.numel() // max(1, x.shape[0] * x.shape[channel_dim % x.ndim])
     path = _select_tune.choice(_select_tune.row_class(positions, x.dtype))
     return None if path == "torch" else _select_build.library(path)
@@ -133,14 +143,18 @@ def _layout(x: torch.Tensor, channel_dim: int):
 
 @contextlib.contextmanager
 def kernel_library(lib):
-    """Run the kernel ops with another build of the library (tests: the portable build)."""
-    global _library_override
-    previous = _library_override
-    _library_override = lib
+    """Run ``spatial_topk`` on one build of the kernel (a ctypes library from
+    ``_select_build``), or on the PyTorch path with ``"torch"``, whatever the backend or
+    the measured choice. Per thread (a context variable), so the tuner can time the
+    candidates inside a user's call without switching other threads' paths; the tests and
+    benchmarks use it to compare builds."""
+    if not (lib == "torch" or hasattr(lib, "topk_rows_i32")):
+        raise TypeError(f"kernel_library takes a kernel library or 'torch', got {lib!r}")
+    token = _pinned.set(lib)
     try:
         yield
     finally:
-        _library_override = previous
+        _pinned.reset(token)
 
 
 def _run_kernel(lib, x, k, channel_dim, exact, by_abs, invert, want_out):

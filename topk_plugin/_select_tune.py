@@ -38,7 +38,9 @@ import os
 import random
 import threading
 import time
+import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -58,13 +60,14 @@ CASES: dict[str, tuple[tuple[tuple[int, ...], ...], torch.dtype]] = {
     f"{length}-{bits}": (_SHAPES[length], dtype) for length in _SHAPES for bits, dtype in _DTYPES.items()
 }
 
+_TIMED_SOURCES = ("functional.py", "_select_ops.py")  # their code is timed too: part of the key
 _lock = threading.Lock()
 _state: dict = {}
 
 
 def row_class(positions: int, dtype: torch.dtype) -> str:
     """``"short-32"``, ``"long-16"``, ...: the unit of the backend choice."""
-    bits = 8 * torch.empty((), dtype=dtype).element_size()
+    bits = 8 * dtype.itemsize
     return f"{'short' if positions <= SHORT_MAX else 'long'}-{bits}"
 
 
@@ -73,7 +76,7 @@ def _cases(row_cls: str):
     shapes, dtype = CASES[row_cls]
     g = torch.Generator().manual_seed(0)
     for shape in shapes:
-        signed = torch.randn(shape, generator=g).to(dtype)
+        signed = torch.randn(shape, generator=g, device="cpu").to(dtype)
         for x in (signed.relu(), signed):
             for k in KS:
                 yield x, k
@@ -125,7 +128,7 @@ def _runners(builds: dict) -> dict[str, Callable]:
         return run
 
     def torch_path(x, k):
-        with _select_ops.backend("torch"):
+        with _select_ops.kernel_library("torch"):
             return spatial_topk(x, k)
 
     runners = {name: kernel(b.lib) for name, b in builds.items() if b.lib is not None}
@@ -139,20 +142,24 @@ def _builds() -> dict:
 
 def _cache_path(builds: dict):
     names = [b.path.name if b.path else "-" for b in builds.values()]
-    key = "\0".join([*names, _cpu.cpu_signature(), str(torch.get_num_threads()), torch.__version__, str(VERSION)])
+    timed = [(Path(__file__).parent / name).read_text() for name in _TIMED_SOURCES]  # the PyTorch path, the dispatch
+    key = "\0".join([*names, *timed, _cpu.cpu_signature(), str(torch.get_num_threads()), torch.__version__, str(VERSION)])
     return _select_build._cache_dir() / f"backend_choice_{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
 @contextlib.contextmanager
 def _file_lock(path):
-    """An exclusive lock on ``path`` (POSIX ``flock``; elsewhere a no-op)."""
+    """An exclusive lock on ``path`` (POSIX ``flock``). Without one (Windows, a read-only or
+    foreign-owned cache) it goes on unlocked: concurrent measurements are merely wasted work."""
     try:
         import fcntl
-    except ImportError:  # Windows: concurrent first measurements are merely wasted work
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path, "a")
+    except (ImportError, OSError):
         yield
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
+    with f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -165,7 +172,9 @@ def _read(path) -> dict | None:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if data.get("version") != VERSION or set(data.get("choice", {})) != set(CASES):
+    if not isinstance(data, dict) or not isinstance(data.get("choice"), dict):
+        return None
+    if data.get("version") != VERSION or set(data["choice"]) != set(CASES):
         return None
     if any(path_ not in CANDIDATES for path_ in data["choice"].values()):
         return None
@@ -188,6 +197,13 @@ def _measure_all(builds: dict) -> dict:
     }
 
 
+def _unmeasured(builds: dict, exc: Exception) -> dict:
+    """The fallback when timing failed: the native build, else the portable one (not cached)."""
+    path = "native" if builds["native"].lib is not None else "portable"
+    return {"version": VERSION, "choice": dict.fromkeys(CASES, path), "scores": {}, "cpu": _cpu.describe(),
+            "error": f"{type(exc).__name__}: {exc}"}
+
+
 def decision() -> dict:
     """This machine's choice per row class (measuring it on first use); see the module doc.
 
@@ -208,10 +224,17 @@ def decision() -> dict:
                 result = _read(path)
                 source = "cached"
                 if result is None:
-                    result = _measure_all(builds)
-                    source = "measured"
-                    with contextlib.suppress(OSError):  # a read-only cache still gets this process's choice
-                        atomic_write_json(path, result)
+                    try:
+                        result = _measure_all(builds)
+                        source = "measured"
+                    except Exception as exc:  # never fail the user's call over a measurement
+                        result = _unmeasured(builds, exc)
+                        source = f"not measured ({type(exc).__name__}: {exc})"
+                        warnings.warn(f"topk_plugin: could not time the selection paths, using {result['choice']}: "
+                                      f"{exc}", RuntimeWarning, stacklevel=2)
+                    else:
+                        with contextlib.suppress(OSError):  # a read-only cache still gets this process's choice
+                            atomic_write_json(path, result)
             result = {**result, "path": str(path), "source": source}
         _state["decision"] = result
         return result

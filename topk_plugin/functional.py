@@ -161,7 +161,7 @@ def topk_mask(
     _check_input(x, channel_dim)
     check_options(ties, "keep", rank_by)
     kk = resolve_k(k, _positions(x, channel_dim))
-    if _select_ops.use_kernel(x):
+    if _select_ops.use_kernel(x, channel_dim):
         return _select_ops.topk_mask_op(x.detach(), kk, channel_dim, ties == "exact", rank_by == "abs", False)
     return _torch_topk_mask(x, kk, ties, rank_by, channel_dim)
 
@@ -241,7 +241,7 @@ def spatial_topk(
     """
     _check_input(x, channel_dim)
     check_options(ties, mode, rank_by)
-    if _select_ops.use_kernel(x):
+    if _select_ops.use_kernel(x, channel_dim):
         return _spatial_topk_kernel(x, k, ties, mode, rank_by, invert, channel_dim)
     rows, dim, unflatten = _rows(x, channel_dim)
     kk = resolve_k(k, rows.shape[dim])

@@ -74,11 +74,14 @@
 #define TOPK_VBYTES 64
 #elif defined(__AVX2__)
 #define TOPK_VBYTES 32
-#elif defined(__SSE4_1__) || defined(__ARM_NEON) || defined(__aarch64__) || defined(__ALTIVEC__)
+#elif defined(__SSE4_1__) || defined(__ARM_NEON) || defined(__aarch64__)
 #define TOPK_VBYTES 16
 #else
 #define TOPK_VBYTES 0
 #endif
+#endif
+#if TOPK_VBYTES != 0 && TOPK_VBYTES != 16 && TOPK_VBYTES != 32 && TOPK_VBYTES != 64
+#error "TOPK_VBYTES must be 0, 16, 32 or 64 (the key buffers are padded for at most 64-byte vectors)"
 #endif
 /* GCC/Clang vector extensions serve the band gather and short rows W at a time (short_lanes);
    other compilers, targets without integer vectors, or -DTOPK_PORTABLE (which the tests build
@@ -94,8 +97,9 @@
 /* What this build is, for the loader's status line: the vector bytes (0 = plain C). */
 int topk_vector_bytes(void) { return VECTOR_EXT ? VBYTES : 0; }
 
-/* key buffers are padded to a multiple of BLOCK keys (at least one 64-byte vector of every key
-   type); counts in the key type are flushed every CHUNK keys (int16 lanes hold at most 32767) */
+/* key buffers are padded to a multiple of BLOCK keys (one 64-byte vector of int16, so a whole
+   number of vectors of every width and key type: the gather's tail loop relies on it);
+   counts in the key type are flushed every CHUNK keys (int16 lanes hold at most 32767) */
 #define BLOCK 32
 #define PAD(n) (((n) + BLOCK - 1) & ~(int64_t)(BLOCK - 1))
 #define CHUNK 16384

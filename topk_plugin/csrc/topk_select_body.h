@@ -68,9 +68,11 @@ static void FN(count2)(const T* restrict kb, int64_t L, T v1, T v2, int64_t* g1o
    keys in the band, and kb is padded to a multiple of BLOCK). With GCC/Clang vector extensions
    one pass keeps, in registers, the three largest in-band keys of every lane (position mod
    4 vector widths: four independent accumulator sets, so the max chains overlap) and how many
-   each lane saw; only if a lane saw four or more (well under 1% of rows: the band's keys
-   spread over 32-128 lanes) does a scalar pass gather them instead; without vector
-   extensions the scalar pass is the only one. */
+   each lane saw; only if a lane saw four or more does a scalar pass gather them instead
+   (rare with 64-byte vectors, where the band's keys spread over 32-128 lanes; with 16-byte
+   vectors there are only 8-32 lanes, so it runs more often, which is one reason the
+   backend choice measures each build); without vector extensions the scalar pass is the
+   only one. */
 static int64_t FN(gather_band)(const T* restrict kb, int64_t Lp, T a, T b, T mag, T* buf) {
     int64_t m = 0;
 #if VECTOR_EXT
@@ -253,7 +255,7 @@ NOINLINE static void FN(short_lanes)(const T* x0, int64_t lane_stride, int64_t p
                 if (kt[i][u] == tk[u] && ++seen == missing) { cut = i + 1; break; }
             }
         }
-        cutv[u] = (T)cut; /* <= 128: fits every key type */
+        cutv[u] = (T)cut; /* <= LANES_MAX (200): fits every key type */
     }
     for (int64_t i = 0; i < L; i++) {
         V iv = zero + (T)i;
