@@ -6,7 +6,6 @@ available; ``test_backend_switch_forces_pytorch`` always runs.
 import platform
 
 import hypothesis.strategies as st
-import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings

@@ -36,7 +36,8 @@
    Short rows skip all of this. With vector extensions, float16/bfloat16/float32 rows of
    at most LANES_MAX (200) keys are processed W at a time, one per vector lane
    (short_lanes): after a transpose, each lane's t is built bit by bit from the
-   top with one counting step per key bit, and the output is written from the same
+   top with one counting step per key bit (stopping early once exactly K keys of every
+   lane are >= the prefix, which fixes the selection), and the output is written from the same
    vectors (in channels-last, straight from and to the tensor). Otherwise rows of at most
    SHORT_<type> keys (128, or 64 for float64) rank by counting: each key's
    #(key > key_i) is accumulated by an O(L^2) branch-free loop, and t is the
@@ -92,6 +93,16 @@
 #else
 #define VECTOR_EXT 0
 #define VBYTES 16 /* unused by plain C beyond the padding below */
+#endif
+
+#if VECTOR_EXT
+/* Whether every bit of a VBYTES-byte vector is set (one test instruction where the ISA has it). */
+static inline int all_lanes_set(const void* v) {
+    uint64_t w[VBYTES / 8], a = ~(uint64_t)0;
+    memcpy(w, v, VBYTES);
+    for (int i = 0; i < VBYTES / 8; i++) a &= w[i];
+    return a == ~(uint64_t)0;
+}
 #endif
 
 /* What this build is, for the loader's status line: the vector bytes (0 = plain C). */

@@ -199,9 +199,10 @@ NOINLINE static void FN(short_lanes)(const T* x0, int64_t lane_stride, int64_t p
     enum { W = VBYTES / sizeof(T) };
     V raw[LANES_MAX], kt[LANES_MAX];
     UV uk[LANES_MAX];
-    V zero, magv, infv, inf1v, kkv, invv;
+    V zero, magv, infv, inf1v, kkv, invv, idle;
     UV one, sign;
     for (int u = 0; u < W; u++) {
+        idle[u] = u < n ? 0 : (T)-1; /* lanes past n: nothing to wait for */
         zero[u] = 0;
         magv[u] = mag;
         infv[u] = inf;
@@ -230,7 +231,13 @@ NOINLINE static void FN(short_lanes)(const T* x0, int64_t lane_stride, int64_t p
         kt[i] = k;
         uk[i] = (UV)k ^ sign;
     }
+    /* cnt = #(uk >= t) per lane. Once it is exactly K in every lane, the K largest keys are
+       fixed and t (its lower bits still zero) selects them as the K-th largest key would:
+       the same keys are >= both, none ties with t beyond them, so the cutoff below keeps
+       them all (kk < L, so no lane starts there). On continuous data that is about half of
+       the key bits; rows whose K-th key ties (ReLU zeros at large K) run every bit. */
     UV t = (UV)zero;
+    V cnt = zero + (T)L;
     for (int bit = 8 * (int)sizeof(T) - 1; bit >= 0; bit--) {
         UV cand = t | (one << bit);
         V c0 = zero, c1 = zero; /* two chains, so the adds overlap */
@@ -240,8 +247,11 @@ NOINLINE static void FN(short_lanes)(const T* x0, int64_t lane_stride, int64_t p
             c1 -= (V)(uk[i + 1] >= cand);
         }
         if (i < L) c0 -= (V)(uk[i] >= cand);
-        V ok = (V)((c0 + c1) >= kkv);
+        V c = c0 + c1, ok = (V)(c >= kkv);
         t = (UV)(((V)cand & ok) | ((V)t & ~ok));
+        cnt = (c & ok) | (cnt & ~ok);
+        V settled = (V)(cnt == kkv) | idle;
+        if (all_lanes_set(&settled)) break;
     }
     V tk = (V)(t ^ sign), gt = zero, eq = zero, cutv = zero;
     for (int64_t i = 0; i < L; i++) {
