@@ -3,6 +3,7 @@
     python benchmarks/bench_topk.py [--threads 2] [--repeats 7] [--no-models]
     python benchmarks/bench_topk.py --march x86-64-v3   # also time the AVX2 code (on AVX-512 CPUs)
     python benchmarks/bench_topk.py --short-rows        # short rows: vector lanes vs the portable build
+    python benchmarks/bench_topk.py --widths            # the vector code at 16/32/64 bytes vs plain C
 
 The header names the CPU model, its vector ISA and flags, both kernel builds and the
 path the automatic backend chose for each row class (``topk_plugin.kernel_status()``).
@@ -27,7 +28,9 @@ Ratio columns: ``best/auto`` = min(portable, torch) / auto (goal >= 0.95),
 ``authors/auto`` (goal >= 3), ``authors/X`` for the ``--march`` build.
 
 Model level: torchvision AlexNet / VGG16 / ResNet-18 with random init, batch 16,
-224 px, dense vs ``topk_plugin.sparsify`` at the paper's placements.
+224 px, dense vs ``topk_plugin.sparsify`` at the paper's placements; SqueezeNet 1.1
+(batch 32) at the README search's best placement, also with the 64-byte vector build
+that every CPU got before issue 13.
 """
 from __future__ import annotations
 
@@ -39,7 +42,7 @@ import time
 import torch
 
 import topk_plugin
-from topk_plugin import _cpu, _select_build, _select_ops
+from topk_plugin import _cpu, _select_build, _select_ops, _select_tune
 from topk_plugin.functional import spatial_topk
 
 SHAPES = [(16, 64, 56, 56), (16, 256, 28, 28), (16, 512, 7, 7), (8, 128, 112, 112)]
@@ -71,15 +74,10 @@ def interleaved(fns: dict, repeats: int) -> dict:
 
 
 def with_library(lib):
-    def run(x, k):
-        with _select_ops.kernel_library(lib):
-            return spatial_topk(x, k)
-    return run
+    return _select_tune.pinned_runner(lib)
 
 
-def torch_path(x, k):
-    with _select_ops.backend("torch"):
-        return spatial_topk(x, k)
+torch_path = _select_tune.pinned_runner("torch")
 
 
 def op_table(repeats: int, march: str | None) -> None:
@@ -133,6 +131,23 @@ def short_rows_table(repeats: int) -> None:
                           f"{t['portable'] * 1e3:>9.3f} {t['portable'] / t['native']:>6.2f}", flush=True)
 
 
+def widths_table(repeats: int) -> None:
+    """The vector-extension code at every width (-DTOPK_VBYTES) against plain C, on this CPU:
+    a width above the hardware's is split into several registers by the compiler."""
+    builds = {f"{w} B": _select_build.build(defines=(f"-DTOPK_VBYTES={w}",)) for w in (16, 32, 64)}
+    builds["plain C"] = _select_build.build("portable")
+    runs = {name: with_library(b.lib) for name, b in builds.items() if b.lib is not None}
+    native = _select_build.build("native").vector_bytes
+    print(f"\nvector widths: -DTOPK_VBYTES builds vs plain C (ms, spatial_topk, inference; native picks {native} B)")
+    print(f"{'shape':<20} {'input':<6} {'K':>5} " + " ".join(f"{n:>9}" for n in runs))
+    for shape in SHAPES[:3]:
+        signed = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+        for kind, x in (("relu", signed.relu()), ("signed", signed)):
+            for k in (0.1, 0.5):
+                t = interleaved({n: (lambda x=x, k=k, fn=fn: fn(x, k)) for n, fn in runs.items()}, repeats)
+                print(f"{str(shape):<20} {kind:<6} {k:>5} " + " ".join(f"{t[n] * 1e3:>9.3f}" for n in runs), flush=True)
+
+
 def model_overheads(repeats: int) -> None:
     import copy
 
@@ -153,6 +168,23 @@ def model_overheads(repeats: int) -> None:
             t = interleaved({"dense": lambda: dense(x), "sparse": lambda: sparse(x)}, repeats)
         print(f"{name:<9} inference  dense {t['dense'] * 1e3:8.1f} ms  sparse {t['sparse'] * 1e3:8.1f} ms  "
               f"overhead {100 * (t['sparse'] / t['dense'] - 1):+.1f}%", flush=True)
+    # the README's placement search: SqueezeNet 1.1 with its best placement, against the kernel
+    # as it was before issue 13 (64-byte vector code whatever the CPU) in the same run
+    torch.manual_seed(0)
+    dense = torchvision.models.squeezenet1_1().eval()
+    sparse = topk_plugin.sparsify(copy.deepcopy(dense), ["features.7", "features.10"], 0.2).eval()
+    x32 = torch.randn(32, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    old = _select_build.build(defines=("-DTOPK_VBYTES=64",)).lib
+
+    def sparse_old():
+        with _select_ops.kernel_library(old):
+            return sparse(x32)
+
+    with torch.no_grad():
+        t = interleaved({"dense": lambda: dense(x32), "sparse": lambda: sparse(x32), "old": sparse_old}, repeats)
+    print(f"{'squeezenet1_1':<9} inference (batch 32, features.7+features.10 at 20%)  dense {t['dense'] * 1e3:.1f} ms  "
+          f"sparse {t['sparse'] * 1e3:.1f} ms ({100 * (t['sparse'] / t['dense'] - 1):+.1f}%)  "
+          f"with the 64-byte build {t['old'] * 1e3:.1f} ms ({100 * (t['old'] / t['dense'] - 1):+.1f}%)", flush=True)
     torch.manual_seed(0)
     dense = torchvision.models.resnet18(num_classes=10).train()
     sparse = topk_plugin.sparsify(copy.deepcopy(dense), ["layer2"], 0.2).train()
@@ -177,6 +209,8 @@ def main() -> None:
     parser.add_argument("--no-models", action="store_true")
     parser.add_argument("--march", default=None,
                         help="also time a build for this -march target (x86-64-v3: the AVX2 code)")
+    parser.add_argument("--widths", action="store_true",
+                        help="only the vector-width table: -DTOPK_VBYTES=16/32/64 builds vs plain C")
     parser.add_argument("--short-rows", action="store_true",
                         help="only the short-row table: default build vs the -DTOPK_PORTABLE build")
     args = parser.parse_args()
@@ -186,6 +220,9 @@ def main() -> None:
     print(f"cpu flags: {' '.join(sorted(_cpu.cpu_flags()))}")
     if args.short_rows:
         short_rows_table(args.repeats)
+        return
+    if args.widths:
+        widths_table(args.repeats)
         return
     op_table(args.repeats, args.march)
     if not args.no_models:

@@ -47,7 +47,8 @@ import torch
 from . import _cpu, _select_build
 from ._io import atomic_write_json
 
-__all__ = ["CANDIDATES", "CASES", "SHORT_MAX", "row_class", "decision", "choice", "measure", "pick", "remeasure"]
+__all__ = ["CANDIDATES", "CASES", "SHORT_MAX", "row_class", "decision", "choice", "measure", "pick", "pinned_runner",
+           "remeasure"]
 
 VERSION = 1  # bump when CASES, REPEATS or the scoring change: old decisions are then ignored
 CANDIDATES = ("native", "portable", "torch")
@@ -117,22 +118,22 @@ def pick(scores: dict[str, float]) -> str:
     return min(scores, key=lambda name: (scores[name], CANDIDATES.index(name)))
 
 
-def _runners(builds: dict) -> dict[str, Callable]:
+def pinned_runner(target) -> Callable:
+    """``spatial_topk(x, k)`` on one path whatever the backend: ``target`` is a kernel
+    library or ``"torch"`` (what the tuner times; the benchmark uses it too)."""
     from . import _select_ops  # lazy: _select_ops imports this module
     from .functional import spatial_topk
 
-    def kernel(lib):
-        def run(x, k):
-            with _select_ops.kernel_library(lib):
-                return spatial_topk(x, k)
-        return run
-
-    def torch_path(x, k):
-        with _select_ops.kernel_library("torch"):
+    def run(x, k):
+        with _select_ops.kernel_library(target):
             return spatial_topk(x, k)
 
-    runners = {name: kernel(b.lib) for name, b in builds.items() if b.lib is not None}
-    runners["torch"] = torch_path
+    return run
+
+
+def _runners(builds: dict) -> dict[str, Callable]:
+    runners = {name: pinned_runner(b.lib) for name, b in builds.items() if b.lib is not None}
+    runners["torch"] = pinned_runner("torch")
     return runners
 
 
