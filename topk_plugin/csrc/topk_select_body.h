@@ -446,7 +446,9 @@ void FN(topk_rows)(const T* x, int64_t R, int64_t L, int64_t kk, int exact, int 
     {
         T buf[GATHER + 3];
         T* kb = !lanes && L > SHORT_LEN ? (T*)malloc(sizeof(T) * (size_t)PAD(L)) : 0;
-        #pragma omp for schedule(static)
+        /* guided: balances threads that run at uneven speed (a busy shared host); measured there
+           1.1-1.25x on 7x7 rows against static, mixed (0.92-1.15x) on long rows */
+        #pragma omp for schedule(guided)
         for (int64_t blk = 0; blk < nblocks; blk++) {
             int64_t r0 = blk * step;
 #if SHORT_LANES
@@ -481,7 +483,7 @@ void FN(topk_cl)(const T* x, int64_t N, int64_t L, int64_t C, int64_t kk, int ex
         int64_t cuts[CBLOCK];
         T* block = lanes ? 0 : (T*)malloc(sizeof(T) * (size_t)(CBLOCK * L));
         T* kb = !lanes && L > SHORT_LEN ? (T*)malloc(sizeof(T) * (size_t)PAD(L)) : 0;
-        #pragma omp for schedule(static)
+        #pragma omp for schedule(guided) /* as in topk_rows */
         for (int64_t job = 0; job < jobs; job++) {
             int64_t n = job / nblocks, c0 = (job % nblocks) * CBLOCK;
             int64_t nb = C - c0 < CBLOCK ? C - c0 : CBLOCK;
