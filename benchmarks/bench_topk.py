@@ -73,10 +73,7 @@ def interleaved(fns: dict, repeats: int) -> dict:
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def with_library(lib):
-    return _select_tune.pinned_runner(lib)
-
-
+with_library = _select_tune.pinned_runner  # spatial_topk(x, k) pinned to one build, or to "torch"
 torch_path = _select_tune.pinned_runner("torch")
 
 

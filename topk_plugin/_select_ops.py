@@ -124,16 +124,20 @@ def _library_for(x: torch.Tensor, channel_dim: int):
         return _forced_library()
     if not kernel_available() and _select_build.portable_library() is None:
         return None
-    positions = x.numel() // max(1, x.shape[0] * x.shape[channel_dim % x.ndim])
-    path = _select_tune.choice(_select_tune.row_class(positions, x.dtype))
+    path = _select_tune.choice(_select_tune.row_class(_positions(x, channel_dim), x.dtype))
     return None if path == "torch" else _select_build.library(path)
+
+
+def _positions(x: torch.Tensor, channel_dim: int) -> int:
+    """Positions per (sample, channel): the row length."""
+    return x.numel() // max(1, x.shape[0] * x.shape[channel_dim % x.ndim])
 
 
 def _layout(x: torch.Tensor, channel_dim: int):
     """``("rows", R, L, C)`` / ``("cl", N, L, C)`` when the kernel can read ``x`` in place, else None."""
     c_dim = channel_dim % x.ndim
     n, c = x.shape[0], x.shape[c_dim]
-    positions = x.numel() // max(1, n * c)
+    positions = _positions(x, channel_dim)
     if x.movedim(c_dim, 1).is_contiguous():
         return "rows", n * c, positions, c
     if x.movedim(c_dim, -1).is_contiguous():

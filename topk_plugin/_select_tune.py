@@ -177,7 +177,7 @@ def _read(path) -> dict | None:
         return None
     if data.get("version") != VERSION or set(data["choice"]) != set(CASES):
         return None
-    if any(path_ not in CANDIDATES for path_ in data["choice"].values()):
+    if not set(data["choice"].values()) <= set(CANDIDATES):
         return None
     return data
 

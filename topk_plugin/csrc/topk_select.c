@@ -134,11 +134,6 @@ int topk_vector_bytes(void) { return VECTOR_EXT ? VBYTES : 0; }
 #define SHORT_LEN 128
 #define SHORT_LANES VECTOR_EXT
 #include "topk_select_body.h"
-#undef T
-#undef U
-#undef S
-#undef SHORT_LEN
-#undef SHORT_LANES
 
 #define T int32_t
 #define U uint32_t
@@ -146,11 +141,6 @@ int topk_vector_bytes(void) { return VECTOR_EXT ? VBYTES : 0; }
 #define SHORT_LEN 128
 #define SHORT_LANES VECTOR_EXT
 #include "topk_select_body.h"
-#undef T
-#undef U
-#undef S
-#undef SHORT_LEN
-#undef SHORT_LANES
 
 #define T int64_t
 #define U uint64_t
@@ -158,8 +148,3 @@ int topk_vector_bytes(void) { return VECTOR_EXT ? VBYTES : 0; }
 #define SHORT_LEN 64
 #define SHORT_LANES 0
 #include "topk_select_body.h"
-#undef T
-#undef U
-#undef S
-#undef SHORT_LEN
-#undef SHORT_LANES

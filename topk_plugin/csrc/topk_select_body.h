@@ -1,6 +1,7 @@
 /* The kernel body for one key type, included by topk_select.c once per type with T (the
    signed key), U (its unsigned twin), S (the name suffix), SHORT_LEN and SHORT_LANES defined.
-   FN(name) is name_S. No include guard: that is the point. */
+   FN(name) is name_S. No include guard: that is the point; the parameters are undefined at
+   the end, so each inclusion states its own. */
 static inline T FN(key)(T b, int by_abs, T inf, T mag) {
     T m = (T)(b & mag);
     if (by_abs) return m > inf ? (T)(inf + 1) : m;
@@ -518,3 +519,9 @@ void FN(topk_cl)(const T* x, int64_t N, int64_t L, int64_t C, int64_t kk, int ex
         free(block);
     }
 }
+
+#undef T
+#undef U
+#undef S
+#undef SHORT_LEN
+#undef SHORT_LANES
