@@ -1,0 +1,99 @@
+"""Bootstrap intervals: coverage on simulated trials, pairing, and the brute-force loop."""
+import numpy as np
+import pytest
+
+from topk_plugin.stats import bootstrap, paired_difference
+
+
+def shape_bias(shape_hits, texture_hits):
+    s, t = shape_hits.sum(-1), texture_hits.sum(-1)
+    return s / (s + t)
+
+
+def test_mean_interval_covers_a_binomial_proportion_at_the_nominal_rate():
+    rng = np.random.default_rng(1)
+    p, n, experiments = 0.3, 200, 400
+    covered = 0
+    for e in range(experiments):
+        trials = rng.random(n) < p
+        iv = bootstrap(trials, n_resamples=1000, seed=e)
+        covered += iv.lo <= p <= iv.hi
+    # percentile bootstrap of a proportion: nominal 0.95 (slightly below at n=200)
+    assert 0.91 <= covered / experiments <= 0.975
+
+
+def test_ratio_statistic_covers_the_true_shape_bias():
+    # each trial is a shape decision (p 0.25), a texture decision (0.35) or neither
+    rng = np.random.default_rng(2)
+    truth = 0.25 / (0.25 + 0.35)
+    covered, experiments = 0, 300
+    for e in range(experiments):
+        u = rng.random(300)
+        shape, texture = u < 0.25, (u >= 0.25) & (u < 0.60)
+        iv = bootstrap(shape, texture, statistic=shape_bias, n_resamples=1000, seed=e)
+        assert iv.value == pytest.approx(shape.sum() / (shape.sum() + texture.sum()))
+        covered += iv.lo <= truth <= iv.hi
+    assert 0.91 <= covered / experiments <= 0.98
+
+
+def test_vectorised_resampling_equals_the_brute_force_loop():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=37), rng.normal(size=37)
+    got = paired_difference(a, b, n_resamples=500, level=0.9, seed=7)
+    idx = np.random.default_rng(7).integers(0, 37, size=(500, 37))
+    diffs = [a[row].mean() - b[row].mean() for row in idx]
+    assert got.value == pytest.approx(a.mean() - b.mean())
+    assert got.lo == pytest.approx(np.quantile(diffs, 0.05))
+    assert got.hi == pytest.approx(np.quantile(diffs, 0.95))
+    assert got.n == 37
+
+
+def test_agrees_with_scipy_percentile_bootstrap():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    x = np.random.default_rng(4).exponential(size=400)
+    ours = bootstrap(x, n_resamples=4000)
+    ref = scipy_stats.bootstrap((x,), np.mean, n_resamples=4000, method="percentile",
+                                random_state=np.random.default_rng(5)).confidence_interval
+    width = ours.hi - ours.lo
+    assert abs(ours.lo - ref.low) < 0.1 * width and abs(ours.hi - ref.high) < 0.1 * width
+
+
+def test_a_setting_paired_with_itself_has_a_zero_interval():
+    x = np.random.default_rng(5).random(50)
+    assert paired_difference(x, x).ci == [0.0, 0.0]
+    s = np.arange(50) % 3 == 0
+    t = np.arange(50) % 3 == 1
+    iv = paired_difference((s, t), (s, t), statistic=shape_bias)
+    assert (iv.value, iv.lo, iv.hi) == (0.0, 0.0, 0.0)
+
+
+def test_pairing_narrows_the_interval_of_a_shift_shared_by_all_images():
+    rng = np.random.default_rng(6)
+    base = rng.normal(scale=5.0, size=100)
+    shifted = base + 0.3 + rng.normal(scale=0.05, size=100)
+    paired = paired_difference(shifted, base)
+    assert paired.lo > 0.25 and paired.hi < 0.35 and paired.excludes_zero() == 1
+    unpaired_width = (bootstrap(shifted).hi - bootstrap(shifted).lo)
+    assert paired.hi - paired.lo < unpaired_width / 10
+
+
+def test_seeded_and_reproducible():
+    x = np.random.default_rng(7).random(30)
+    assert bootstrap(x, seed=3) == bootstrap(x, seed=3)
+    assert bootstrap(x, seed=3) != bootstrap(x, seed=4)
+
+
+@pytest.mark.parametrize(
+    "arrays, kwargs, message",
+    [
+        (([],), {}, "no images"),
+        (([1.0, 2.0], [1.0]), {}, "one value per image"),
+        (([[1.0, 2.0]],), {}, "1-D"),
+        (([1.0, float("nan")],), {}, "NaN"),
+        (([1.0, 2.0],), {"level": 95}, "level"),
+        (([1.0, 2.0],), {"n_resamples": 0}, "n_resamples"),
+    ],
+)
+def test_bad_input_names_the_problem(arrays, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        bootstrap(*arrays, **kwargs)
