@@ -1,12 +1,15 @@
 """Why Top-K gives shape bias, as tools: texture synthesis with Top-K ablation,
 reconstruction from Top-K / non-Top-K responses, and Top-K mask maps
-(SPEC sections 5 and 6; paper Figs. 2, 3, 8, 9), on any backbone and image.
+(SPEC sections 5 and 6; paper Figs. 2, 3, 8, 9), on any backbone and image,
+and the claim they illustrate measured over many images (``run_claim``).
 
 >>> from topk_plugin.analysis import texture_synthesis
 >>> result = texture_synthesis("cat.png", "squeezenet1_1", weights="squeezenet1_1.pth", size=128, steps=10)
 >>> result.save("out")   # grid PNG (target, then each condition) and JSON with the scores
 """
 from .backbones import BackboneError, load_backbone
+from .claim import ClaimConfig, ClaimImage, claim_images, run_claim
+from .claim_report import summarize, write_report
 from .common import SCORE_DOC, AnalysisResult
 from .features import DEFAULT_LAYERS, FeatureExtractor, default_layers
 from .images import load_image, save_grid
@@ -19,6 +22,12 @@ __all__ = [
     "texture_synthesis",
     "reconstruct",
     "topk_masks",
+    "claim_images",
+    "run_claim",
+    "ClaimConfig",
+    "ClaimImage",
+    "summarize",
+    "write_report",
     "AnalysisResult",
     "MaskResult",
     "TEXTURE_CONDITIONS",

@@ -1,0 +1,170 @@
+"""The claim experiment: image sample, rows, resume, the summary's statistics and verdict, the CLI end to end."""
+import csv
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from topk_plugin.analysis import claim as claim_mod
+from topk_plugin.analysis.claim import ClaimConfig, ClaimImage, claim_images, run_claim
+from topk_plugin.analysis.claim_report import summarize, verdict_sentences
+from topk_plugin.cli.main import main
+from topk_plugin.stats import bootstrap, paired_difference
+
+SCORES = claim_mod.SCORES
+
+
+def test_cue_conflict_sample_is_stratified_and_seeded(shared_dir):
+    folder = shared_dir / "data" / "cue-conflict"
+    images = claim_images(folder, 32, photos=(), seed=0)
+    assert len(images) == 32 and len({im.name for im in images}) == 32
+    assert all(im.source == "cue-conflict" and im.image.is_file() for im in images)
+    per_shape = Counter(im.image.parent.name for im in images)
+    assert len(per_shape) == 16 and set(per_shape.values()) == {2}
+    assert [im.name for im in claim_images(folder, 32, photos=(), seed=0)] == [im.name for im in images]
+    assert [im.name for im in claim_images(folder, 32, photos=(), seed=1)] != [im.name for im in images]
+    with pytest.raises(ValueError, match="holds 1280"):
+        claim_images(folder, 5000, photos=())
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="backbones"):
+        ClaimConfig(backbones=())
+    with pytest.raises(ValueError, match="K=1.5"):
+        ClaimConfig(backbones=(("squeezenet1_1", "random"),), ks=(0.1, 1.5))
+    with pytest.raises(ValueError, match="texture_steps"):
+        ClaimConfig(backbones=(("squeezenet1_1", "random"),), texture_steps=0)
+
+
+def _rows(values: dict) -> list[dict]:
+    """Rows for one backbone, K 0.1: ``values[(analysis, condition)] = {score: per-image array}``."""
+    rows = []
+    for (analysis, cond), scores in values.items():
+        n = len(next(iter(scores.values())))
+        free = cond in ("identity", "all")
+        for i in range(n):
+            rows.append({"backbone": "net", "image": f"im{i}", "source": "photo", "analysis": analysis,
+                         "condition": cond, "k": None if free else 0.1, **{s: float(scores[s][i]) for s in SCORES}})
+    return rows
+
+
+def test_summary_is_the_bootstrap_of_the_per_image_scores_and_reads_the_verdict():
+    rng = np.random.default_rng(0)
+    n = 40
+    base = {s: rng.random(n) for s in SCORES}
+    topk = {"ssim": base["ssim"] + 0.2, "edge_correlation": base["edge_correlation"] + 0.3 + 0.01 * rng.random(n),
+            "gram_distance": base["gram_distance"] - 0.2, "color_histogram_distance": base["color_histogram_distance"]
+            + rng.normal(scale=0.1, size=n)}
+    values = {("reconstruct", "identity"): base, ("reconstruct", "topk"): topk, ("reconstruct", "non_topk"): base,
+              ("texture-synthesis", "all"): base, ("texture-synthesis", "topk_only"): base,
+              ("texture-synthesis", "without_topk"): base}
+    entries = summarize(_rows(values))
+    assert [(e["analysis"], e["k"], e["images"]) for e in entries] == [("reconstruct", 0.1, n), ("texture-synthesis", 0.1, n)]
+    rec = entries[0]
+    order = sorted(range(n), key=lambda i: f"im{i}")  # the summary pairs images by name
+    for s in SCORES:
+        assert rec["conditions"]["topk"][s] == bootstrap(topk[s][order])
+        assert rec["difference"][s] == paired_difference(topk[s][order], base[s][order])
+        assert rec["difference"][s].value == pytest.approx(np.mean(topk[s] - base[s]))
+    # structure: both differences clearly > 0; texture: Gram says Top-K is closer, colour is noise
+    assert rec["verdict"] == {"structure": "holds", "texture": "mixed"}
+    assert entries[1]["difference"]["ssim"].ci == [0.0, 0.0]  # same values on both sides
+    values[("reconstruct", "topk")] = {**topk, "ssim": base["ssim"] - 0.2, "edge_correlation": base["edge_correlation"] - 0.1}
+    assert summarize(_rows(values))[0]["verdict"]["structure"] == "contradicted"
+    assert verdict_sentences(entries)[0].startswith("net K=0.1: structure holds (ssim 0.200 [")
+
+
+def test_summary_pairs_only_images_measured_in_every_condition():
+    rng = np.random.default_rng(1)
+    base = {s: rng.random(6) for s in SCORES}
+    values = {("reconstruct", c): base for c in ("identity", "topk", "non_topk")}
+    rows = [r for r in _rows(values) if not (r["condition"] == "topk" and r["image"] == "im5")]
+    assert summarize(rows)[0]["images"] == 5
+
+
+def _image(seed):
+    rng = np.random.default_rng(seed)
+    arr = (rng.random((40, 40, 3)) * 60).astype(np.uint8)
+    arr[8:24, 8:24, 0] = 230  # a bright square: some structure
+    return arr
+
+
+@pytest.fixture
+def tiny_run():
+    images = [ClaimImage("a", "photo", _image(0)), ClaimImage("b", "photo", _image(1))]
+    config = ClaimConfig(backbones=(("squeezenet1_1", "random"),), ks=(0.1, 0.2), size=48, inner_iters=2)
+    return images, config
+
+
+def _scores_only(rows):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+def test_an_interrupted_run_resumes_to_the_same_rows(tiny_run, tmp_path, monkeypatch):
+    images, config = tiny_run
+    full = run_claim(images, config, tmp_path / "full", progress=False)
+    assert len(full) == 2 * (2 + 4 * 2)  # per image: 2 K-free conditions, then 2 analyses x 2 conditions x 2 K
+    real = claim_mod._measure
+    calls = []
+
+    def failing(net, layers, target, analysis, cond, k, cfg):
+        calls.append(cond)
+        if len(calls) > 12:  # during the second image
+            raise KeyboardInterrupt
+        return real(net, layers, target, analysis, cond, k, cfg)
+
+    monkeypatch.setattr(claim_mod, "_measure", failing)
+    with pytest.raises(KeyboardInterrupt):
+        run_claim(images, config, tmp_path / "cut", progress=False)
+    saved = json.loads((tmp_path / "cut" / "claim.checkpoint.json").read_text())
+    assert {r["image"] for r in saved["rows"]} == {"a"}
+    calls.clear()
+
+    def counting(*args):
+        calls.append(args[4])
+        return real(*args)
+
+    monkeypatch.setattr(claim_mod, "_measure", counting)
+    resumed = run_claim(images, config, tmp_path / "cut", resume=True, progress=False)
+    assert len(calls) == 10  # only image "b" ran again
+    assert _scores_only(resumed) == _scores_only(full)
+    other = ClaimConfig(backbones=config.backbones, ks=(0.1,), size=48, inner_iters=2)
+    with pytest.raises(ValueError, match=r"other settings \(ks\)"):
+        run_claim(images, other, tmp_path / "cut", resume=True, progress=False)
+
+
+def test_cli_end_to_end_on_two_photos_with_two_steps(tmp_path, capsys):
+    pytest.importorskip("skimage")
+    out = tmp_path / "claim"
+    code = main(["analyze-claim", "--n-cue-conflict", "0", "--photos", "astronaut", "coffee",
+                 "--backbone", "squeezenet1_1=random", "--topk", "0.1", "0.2", "--size", "48",
+                 "--recon-steps", "2", "--texture-steps", "2", "--inner-iters", "2", "--out", str(out), "--json"])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert len(printed["verdict"]) == 2 and printed["images"] == 2
+    with open(out / "scores.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 * (2 + 4 * 2)
+    summary = json.loads((out / "summary.json").read_text())
+    entry = next(e for e in summary["entries"] if e["analysis"] == "reconstruct" and e["k"] == 0.2)
+    per_image = [float(r["ssim"]) for r in rows if r["condition"] == "topk" and r["k"] == "0.2"]
+    assert entry["conditions"]["topk"]["ssim"]["mean"] == pytest.approx(np.mean(per_image))
+    lo, hi = entry["difference"]["edge_correlation"]["ci"]
+    assert lo <= entry["difference"]["edge_correlation"]["mean"] <= hi
+    for name in ("claim_examples.png", "claim_differences.png", "summary.csv", "summary.md"):
+        assert (out / name).stat().st_size > 0
+    assert (out / "examples" / "squeezenet1_1" / "astronaut" / "reconstruct_topk_k0.1.png").is_file()
+    assert not (out / "examples" / "squeezenet1_1" / "coffee").exists()  # one example per source by default
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--photos", "astronaut"], "--n-cue-conflict needs --cue-conflict"),
+    (["--n-cue-conflict", "0", "--photos", "astronaut", "--examples", "cat"], "are not among"),
+    (["--n-cue-conflict", "0", "--photos"], "no images"),
+    (["--n-cue-conflict", "0", "--photos", "astronaut", "--topk", "0"], "--topk 0 is not a fraction"),
+])
+def test_cli_errors_name_the_fix(argv, message, tmp_path, capsys):
+    code = main(["analyze-claim", "--backbone", "squeezenet1_1=random", "--out", str(tmp_path), *argv])
+    assert code == 2
+    assert message in capsys.readouterr().err

@@ -1,0 +1,100 @@
+"""``topk-plugin analyze-claim``: do Top-K responses carry structure and the rest texture, on many images?"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .._io import json_safe
+from .argtypes import check_fractions, positive_int
+
+HELP = ("measure the paper's claim (Figs. 2-3) on many images: reconstruction and texture synthesis from "
+        "all / Top-K / non-Top-K responses, scores with bootstrap intervals and a verdict per backbone and K")
+EPILOG = """example (the run in BENCHMARKS.md, about 25 min on 2 CPU cores):
+  topk-plugin analyze-claim --cue-conflict ../shared/data/cue-conflict \\
+      --backbone squeezenet1_1=../shared/weights/squeezenet1_1_imagenet_torchvision_norm.pth \\
+      --backbone tf_efficientnet_lite0=offline --out claim/"""
+
+
+def backbone_spec(text: str) -> tuple[str, str | None]:
+    """``NAME`` (the library's pretrained weights) or ``NAME=WEIGHTS`` (a file, offline, random)."""
+    name, _, weights = text.partition("=")
+    if not name:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME or NAME=WEIGHTS")
+    return name, weights or None
+
+
+
+def add_parser(sub) -> None:
+    from ..analysis.claim import PHOTOS
+
+    p = sub.add_parser("analyze-claim", help=HELP, description=HELP, epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backbone", dest="backbones", action="append", type=backbone_spec, required=True,
+                   metavar="NAME[=WEIGHTS]",
+                   help="repeatable; WEIGHTS: a local state dict, 'offline' (weights a pip package ships), 'random'")
+    p.add_argument("--cue-conflict", metavar="DIR", help="cue-conflict stimuli folder (needed unless --n-cue-conflict 0)")
+    p.add_argument("--n-cue-conflict", type=int, default=32, metavar="N",
+                   help="seeded sample of N stimuli, stratified by shape category (default: 32)")
+    p.add_argument("--photos", nargs="*", default=list(PHOTOS), choices=PHOTOS,
+                   help=f"scikit-image photographs (default: {' '.join(PHOTOS)})")
+    p.add_argument("--topk", nargs="+", type=float, default=[0.05, 0.1, 0.2], metavar="F",
+                   help="K as fractions of the positions (default: 0.05 0.1 0.2)")
+    p.add_argument("--size", type=positive_int, default=128, metavar="PX", help="square image side (default: 128)")
+    p.add_argument("--recon-steps", type=positive_int, default=1, metavar="N",
+                   help="L-BFGS steps per reconstruction (default: 1, the authors' code)")
+    p.add_argument("--texture-steps", type=positive_int, default=1, metavar="N",
+                   help="L-BFGS steps per texture synthesis (default: 1; the paper's 100 take hours on a CPU)")
+    p.add_argument("--inner-iters", type=positive_int, default=20, metavar="N", help="L-BFGS iterations per step (default: 20)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the sample, the initial noise and the bootstrap (default: 0)")
+    p.add_argument("--examples", nargs="*", metavar="IMAGE",
+                   help="images shown in claim_examples.png (default: the first photo and the first stimulus)")
+    p.add_argument("--out", default="claim-results", metavar="DIR", help="output folder (default: claim-results)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out with the same options")
+    p.add_argument("--json", action="store_true", help="print exactly one JSON object (verdict and paths) on stdout")
+    p.set_defaults(run=run)
+
+
+def _default_examples(images) -> list[str]:
+    firsts = {}
+    for im in images:
+        firsts.setdefault(im.source, im.name)
+    return list(firsts.values())
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..analysis.claim import ClaimConfig, claim_images, run_claim
+    from ..analysis.claim_report import summary_markdown, verdict_sentences, write_report
+
+    check_fractions(args.topk, dense_zero=False)
+    ks = sorted(set(args.topk))
+    if args.n_cue_conflict and not args.cue_conflict:
+        raise ValueError("--n-cue-conflict needs --cue-conflict DIR (or pass --n-cue-conflict 0 for photos only)")
+    if args.cue_conflict and not Path(args.cue_conflict).is_dir():
+        raise FileNotFoundError(f"cue-conflict folder {args.cue_conflict!r} does not exist")
+    images = claim_images(args.cue_conflict, args.n_cue_conflict, args.photos, seed=args.seed)
+    if not images:
+        raise ValueError("no images: give --photos and/or --n-cue-conflict N with --cue-conflict DIR")
+    names = {im.name for im in images}
+    examples = args.examples if args.examples is not None else _default_examples(images)
+    unknown = [e for e in examples if e not in names]
+    if unknown:
+        raise ValueError(f"--examples {unknown} are not among this run's images: {sorted(names)}")
+    config = ClaimConfig(backbones=tuple(args.backbones), ks=tuple(ks), size=args.size, recon_steps=args.recon_steps,
+                         texture_steps=args.texture_steps, inner_iters=args.inner_iters, seed=args.seed)
+    start = time.perf_counter()
+    rows = run_claim(images, config, args.out, examples=examples, resume=args.resume,
+                     progress=not args.json or sys.stderr.isatty())
+    report = write_report(rows, args.out, examples=examples, seed=args.seed)
+    seconds = time.perf_counter() - start
+    if args.json:
+        print(json.dumps(json_safe({"verdict": verdict_sentences(report["entries"]), "paths": report["paths"],
+                                    "images": len(images), "seconds": round(seconds, 1)})))
+        return 0
+    print(summary_markdown(report["entries"]))
+    for line in verdict_sentences(report["entries"]):
+        print(line)
+    print(f"{len(images)} images, {seconds:.0f} s; wrote " + ", ".join(report["paths"].values()))
+    return 0
