@@ -7,22 +7,31 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write_text", "atomic_write_json", "json_safe"]
+__all__ = ["atomic_write_text", "atomic_write_bytes", "atomic_write_json", "json_safe"]
 
 
-def atomic_write_text(path: str | os.PathLike, text: str, *, newline: str | None = None) -> Path:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
+def _atomic_write(path: str | os.PathLike, data, mode: str, newline: str | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", newline=newline) as f:
-            f.write(text)
+        with os.fdopen(fd, mode, newline=newline) as f:
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, *, newline: str | None = None) -> Path:
+    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
+    return _atomic_write(path, text, "w", newline)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """``atomic_write_text`` for bytes (images, figures)."""
+    return _atomic_write(path, data, "wb")
 
 
 def json_safe(value):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_write_json, atomic_write_text
+from .._io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..stats import Interval, bootstrap, paired_difference
 from .claim import ANALYSES, SCORES, example_path
 
@@ -206,15 +206,10 @@ def plot_examples(out, backbones, images, k, path) -> Path:
 def _save(fig, path) -> Path:
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(path)
-    return path
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def write_report(rows: list[dict], out, *, examples=(), example_k=None, seed: int = 0) -> dict:

@@ -7,13 +7,13 @@ images and scores never depend on the model.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
+
+from .._io import atomic_write_bytes
 
 __all__ = ["load_image", "to_tensor", "to_pil", "save_png", "image_grid", "save_grid"]
 
@@ -79,19 +79,9 @@ def save_png(image, path) -> Path:
     """Write a PIL image (or image tensor) as PNG via a temporary file and a rename."""
     if isinstance(image, torch.Tensor):
         image = to_pil(image)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     image.save(buf, format="PNG")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def _font(size: int):
