@@ -33,6 +33,8 @@ def test_config_rejects_bad_values():
         ClaimConfig(backbones=())
     with pytest.raises(ValueError, match="K=1.5"):
         ClaimConfig(backbones=(("squeezenet1_1", "random"),), ks=(0.1, 1.5))
+    with pytest.raises(ValueError, match="unique"):
+        ClaimConfig(backbones=(("squeezenet1_1", "random"), ("squeezenet1_1", "w.pth")))
     with pytest.raises(ValueError, match="texture_steps"):
         ClaimConfig(backbones=(("squeezenet1_1", "random"),), texture_steps=0)
 
@@ -108,11 +110,11 @@ def test_an_interrupted_run_resumes_to_the_same_rows(tiny_run, tmp_path, monkeyp
     real = claim_mod._measure
     calls = []
 
-    def failing(net, layers, target, analysis, cond, k, cfg):
-        calls.append(cond)
+    def failing(*args):
+        calls.append(args[4])
         if len(calls) > 12:  # during the second image
             raise KeyboardInterrupt
-        return real(net, layers, target, analysis, cond, k, cfg)
+        return real(*args)
 
     monkeypatch.setattr(claim_mod, "_measure", failing)
     with pytest.raises(KeyboardInterrupt):

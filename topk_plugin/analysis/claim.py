@@ -73,6 +73,10 @@ class ClaimConfig:
     def __post_init__(self):
         if not self.backbones:
             raise ValueError("no backbones: give at least one (name, weights) pair")
+        names = [name for name, _ in self.backbones]
+        if len(set(names)) != len(names):
+            raise ValueError(f"backbone names must be unique (rows are keyed by name), got {names}; "
+                             "compare two weights of one model in two runs with different --out")
         for k in self.ks:
             if not 0 < k <= 1:
                 raise ValueError(f"K={k} must be a fraction of the positions in (0, 1]")
@@ -135,10 +139,10 @@ def _jobs(config: ClaimConfig):
                 yield analysis, cond, k
 
 
-def _measure(net, layers, target, analysis: str, cond: str, k, config: ClaimConfig):
+def _measure(net, layers, target, analysis: str, cond: str, k, config: ClaimConfig, device=None):
     fn, steps = (reconstruct, config.recon_steps) if analysis == "reconstruct" else (texture_synthesis, config.texture_steps)
     return fn(target, net, layers=layers, topk=k if k is not None else config.ks[0], conditions=(cond,), steps=steps,
-              inner_iters=config.inner_iters, size=None, seed=config.seed, progress=False)
+              inner_iters=config.inner_iters, size=None, seed=config.seed, device=device, progress=False)
 
 
 def example_path(out: Path, backbone: str, image: str, analysis: str, cond: str, k) -> Path:
@@ -161,13 +165,14 @@ def _load_rows(checkpoint: Path, config: dict, names: list[str]) -> list[dict]:
 
 
 def run_claim(images: list[ClaimImage], config: ClaimConfig, out, *, examples=(), resume: bool = False,
-              progress: bool = True) -> list[dict]:
+              device=None, progress: bool = True) -> list[dict]:
     """Every image through every condition on every backbone; one row per result.
 
     A row: backbone, image, source, analysis, condition, k (None when the
     condition ignores K), the four scores, the loss before and after, seconds.
     Images named in ``examples`` also get their outputs saved as PNGs under
-    ``out/examples/<backbone>/<image>/`` (for the figure).
+    ``out/examples/<backbone>/<image>/`` (for the figure). ``device``: where
+    the optimisation runs (default: the CPU).
     """
     out = Path(out)
     checkpoint = out / "claim.checkpoint.json"
@@ -189,7 +194,7 @@ def run_claim(images: list[ClaimImage], config: ClaimConfig, out, *, examples=()
                 save_png(target, out / "examples" / backbone / im.name / "target.png")
             for analysis, cond, k in jobs:
                 bar.set_postfix_str(f"{backbone} {im.name} {analysis} {cond} {k or ''}", refresh=False)
-                result = _measure(net, layers, target, analysis, cond, k, config)
+                result = _measure(net, layers, target, analysis, cond, k, config, device)
                 losses = result.losses[cond]
                 rows.append({
                     "backbone": backbone, "image": im.name, "source": im.source, "analysis": analysis,

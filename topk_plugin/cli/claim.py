@@ -52,6 +52,7 @@ def add_parser(sub) -> None:
     p.add_argument("--examples", nargs="*", metavar="IMAGE",
                    help="images shown in claim_examples.png (default: the first photo and the first stimulus)")
     p.add_argument("--out", default="claim-results", metavar="DIR", help="output folder (default: claim-results)")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cpu)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out with the same options")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object (verdict and paths) on stdout")
     p.set_defaults(run=run)
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     config = ClaimConfig(backbones=tuple(args.backbones), ks=tuple(ks), size=args.size, recon_steps=args.recon_steps,
                          texture_steps=args.texture_steps, inner_iters=args.inner_iters, seed=args.seed)
     start = time.perf_counter()
-    rows = run_claim(images, config, args.out, examples=examples, resume=args.resume,
+    rows = run_claim(images, config, args.out, examples=examples, resume=args.resume, device=args.device,
                      progress=not args.json or sys.stderr.isatty())
     report = write_report(rows, args.out, examples=examples, seed=args.seed)
     seconds = time.perf_counter() - start
