@@ -97,3 +97,16 @@ def test_seeded_and_reproducible():
 def test_bad_input_names_the_problem(arrays, kwargs, message):
     with pytest.raises(ValueError, match=message):
         bootstrap(*arrays, **kwargs)
+
+
+def test_resamples_where_the_statistic_is_undefined_are_left_out():
+    def ratio(s, t):
+        total = s.sum(-1) + t.sum(-1)
+        return np.divide(s.sum(-1), total, out=np.full(np.shape(total), np.nan), where=total > 0)
+
+    shape = np.array([1.0, 0, 0, 0])
+    texture = np.array([0.0, 1, 0, 0])  # many resamples hold neither decision
+    iv = bootstrap(shape, texture, statistic=ratio)
+    assert iv.value == 0.5 and iv.lo == 0.0 and iv.hi == 1.0
+    never = bootstrap(np.zeros(4), np.zeros(4), statistic=ratio)
+    assert np.isnan(never.value) and np.isnan(never.lo) and np.isnan(never.hi)

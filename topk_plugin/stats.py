@@ -20,6 +20,9 @@ The method, fixed so that results are reproducible and comparable:
   (:func:`paired_difference`) reflects only how the settings disagree, and a
   setting compared with itself gets exactly ``[0, 0]``.
 
+Resamples on which the statistic is undefined (NaN, e.g. a shape bias of a
+resample with no shape or texture decision) are left out of the quantiles.
+
 A statistic is any function of the arrays that reduces the *last* axis:
 ``statistic(*arrays)`` for arrays of shape ``(..., n)``. The default is the
 mean; a ratio such as shape bias (shape decisions / shape-or-texture
@@ -97,7 +100,9 @@ def _resample_statistic(arrays, statistic, n_resamples, seed) -> np.ndarray:
 
 def _interval(value: float, resampled: np.ndarray, n: int, level: float) -> Interval:
     alpha = (1 - level) / 2
-    lo, hi = np.quantile(resampled, [alpha, 1 - alpha])
+    if np.isnan(resampled).all():
+        return Interval(float(value), float("nan"), float("nan"), n, level)
+    lo, hi = np.nanquantile(resampled, [alpha, 1 - alpha])
     return Interval(float(value), float(lo), float(hi), n, level)
 
 

@@ -55,6 +55,8 @@ def test_csv_mode_pools_files(shared_dir, capsys):
     result = json.loads(capsys.readouterr().out)["results"][0]
     assert result["name"] == "humans" and result["n_images"] == 12800
     assert result["shape_bias"] == pytest.approx(0.9587, abs=5e-5)
+    lo, hi = result["shape_bias_ci"]  # resampled by image: 1280 images, 10 subjects each
+    assert lo < 0.9587 < hi and hi - lo < 0.03
 
 
 def test_bad_topk_is_a_clear_error(tiny_set, weights, capsys):
@@ -95,6 +97,16 @@ def test_imagenet_top1_and_random_control(tiny_set, weights, imagenet_dir, tmp_p
     assert all(r["imagenet_top1"] in (0.0, 0.25, 0.5, 0.75, 1.0) for r in rows)  # 4 images
     assert rows[1]["csv"] != rows[2]["csv"]
     assert (out / "shape_bias_vs_top1.png").stat().st_size > 0
+    # every number has its bootstrap interval; the settings also their paired difference from dense
+    for r in rows:
+        assert {"shape_bias_ci", "shape_or_texture_ci", "imagenet_top1_ci"} <= set(r)
+        lo, hi = r["shape_or_texture_ci"]
+        assert lo <= r["shape_or_texture"] <= hi
+    assert "delta_top1" not in rows[0] and "delta_shape_bias" not in rows[0]
+    for r in rows[1:]:
+        assert r["delta_top1"] == pytest.approx(r["imagenet_top1"] - rows[0]["imagenet_top1"])
+        assert r["delta_top1_ci"][0] <= r["delta_top1"] <= r["delta_top1_ci"][1]
+        assert "delta_shape_bias_ci" in r
     # the random control repeats for a seed: its decisions are the same in a second run
     code = main(["shape-bias", "--model", "tv:squeezenet1_1", "--weights", str(weights), "--data", str(tiny_set),
                  "--topk", "0.5", "--control", "random", "--out", str(tmp_path / "again"), "--batch-size", "128",
@@ -130,3 +142,14 @@ def test_search_placement_command(tiny_set, weights, imagenet_dir, tmp_path, cap
     assert sorted(spec.layers) == sorted(summary["best"]["layers"])
     model = topk_plugin.create_model("tv:squeezenet1_1", placement=summary["placement_spec"])
     assert set(topk_plugin.sparsified_layers(model)) == set(spec.layers)
+    # held out by default: chosen on half the images, front and best scored again on the other half
+    assert summary["holdout"]["search_images"][0] + summary["holdout"]["report_images"][0] == 1280
+    assert all("report" in r for r in summary["front"]) and "report" in summary["best"]
+    assert "held_out" in spec.provenance
+    code = main(["search-placement", "--model", "tv:squeezenet1_1", "--weights", str(weights), "--data", str(tiny_set),
+                 "--imagenet", str(imagenet_dir), "--layers", "features.3", "--topk", "0.5", "--budget", "100",
+                 "--out", str(tmp_path / "all"), "--batch-size", "128", "--workers", "0", "--no-holdout",
+                 "--no-control"])
+    assert code == 0
+    table = capsys.readouterr().out
+    assert "(all images;" in table and "held-out" not in table

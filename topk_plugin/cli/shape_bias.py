@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from .._io import atomic_write_json, json_safe
+from ..shape_bias.intervals import cue_conflict_intervals, top1_intervals, trial_intervals
 from ..shape_bias.metrics import ShapeBiasResult, shape_bias
 from ..shape_bias.mvh_csv import read_trials, write_trials
 from .argtypes import add_evaluation_options, check_fractions, pick_device
@@ -34,7 +35,8 @@ def add_parser(sub) -> None:
                    "../shared/data/imagenet-sample): adds imagenet_top1 to every result, and a shape bias vs top-1 plot")
     p.add_argument("--control", choices=["random"], help="also evaluate the random-K control (K random positions "
                    "per channel) at the same layers and K as every Top-K setting")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random-K control (default: 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the random-K control and of the bootstrap intervals (default: 0)")
     add_evaluation_options(p, "shape-bias-results")
     p.set_defaults(run=run)
 
@@ -57,17 +59,31 @@ def _row(result: ShapeBiasResult, topk, seconds: float, op: str = "dense", **ext
     }
 
 
+def _ci(row: dict, key: str, digits: int = 3) -> str:
+    """``0.291 [0.265, 0.318]``: a value with its interval (``-`` when absent)."""
+    if row.get(key) is None:
+        return "-"
+    lo, hi = row.get(f"{key}_ci") or (None, None)
+    interval = "" if lo is None or hi is None else f" [{lo:.{digits}f}, {hi:.{digits}f}]"
+    return f"{row[key]:+.{digits}f}{interval}" if key.startswith("delta") else f"{row[key]:.{digits}f}{interval}"
+
+
 def _table(rows: list[dict]) -> str:
     top1 = any("imagenet_top1" in r for r in rows)
-    lines = [f"{'name':<36} {'topk':>5} {'shape_bias':>10} {'shape|tex':>9} {'accuracy':>8}"
-             + (f" {'in1k top-1':>10}" if top1 else "") + f" {'seconds':>8}"]
+    delta = any("delta_shape_bias" in r for r in rows)
+    head = f"{'name':<32} {'topk':>5} {'shape_bias [95% CI]':>22} {'shape|tex [95% CI]':>22}"
+    head += f" {'vs dense [95% CI]':>24}" if delta else ""
+    head += f" {'in1k top-1 [95% CI]':>22}" if top1 else ""
+    head += f" {'top-1 vs dense':>24}" if top1 and delta else ""
+    lines = [head + f" {'seconds':>8}"]
     for r in rows:
         topk = "-" if r["topk"] is None else f"{r['topk']:g}"
-        flag = "  near chance" if r["near_chance"] else ""
-        lines.append(
-            f"{r['name']:<36} {topk:>5} {r['shape_bias']:>10.4f} {r['shape_or_texture']:>9.3f} {r['accuracy']:>8.3f}"
-            + (f" {r['imagenet_top1']:>10.3f}" if top1 else "") + f" {r['seconds']:>8.1f}{flag}"
-        )
+        line = f"{r['name']:<32} {topk:>5} {_ci(r, 'shape_bias'):>22} {_ci(r, 'shape_or_texture'):>22}"
+        line += f" {_ci(r, 'delta_shape_bias'):>24}" if delta else ""
+        line += f" {_ci(r, 'imagenet_top1'):>22}" if top1 else ""
+        line += f" {_ci(r, 'delta_top1'):>24}" if top1 and delta else ""
+        lines.append(line + f" {r['seconds']:>8.1f}" + ("  near chance" if r["near_chance"] else ""))
+    lines.append("[95% CI]: bootstrap over images; 'vs dense': paired difference on the same images")
     return "\n".join(lines)
 
 
@@ -80,7 +96,8 @@ def _from_csv(args) -> list[dict]:
     start = time.perf_counter()
     trials = [t for f in args.csv for t in read_trials(f)]
     result = shape_bias(trials, args.name or _csv_name(args.csv))
-    return [_row(result, None, time.perf_counter() - start, op="csv", files=list(args.csv))]
+    return [_row(result, None, time.perf_counter() - start, op="csv", files=list(args.csv),
+                 **trial_intervals(trials, seed=args.seed))]
 
 
 def _variant_name(model: str, topk: float) -> str:
@@ -114,23 +131,36 @@ def _from_model(args, out: Path) -> tuple[list[dict], list[ShapeBiasResult]]:
     imagenet = ImageNetImages(args.imagenet, eval_transform(model)) if args.imagenet else None
     layers, channel_dim = placement(args.model, model, args.layers)
     progress = not args.json or sys.stderr.isatty()
-    rows, results = [], []
+    rows, results, per_image = [], [], []
     for f, op in _settings(args.topk, args.control):
         name = _variant_name(args.model, f) + ("_random" if op == "random" else "")
         context = contextlib.nullcontext() if op == "dense" else sparsified(
             model, layers, f, op=op, seed=args.seed, channel_dim=channel_dim)
-        extra = {}
+        extra, hits = {}, None
         with context:  # one context for both data sets: a random-K stream runs on across them
             ev = evaluate_model(model, dataset, name=name, batch_size=args.batch_size, workers=args.workers,
                                 progress=progress)
             if imagenet is not None:
-                extra["imagenet_top1"] = evaluate_imagenet(model, imagenet, name=name, batch_size=args.batch_size,
-                                                           workers=args.workers, progress=progress).top1
+                top1 = evaluate_imagenet(model, imagenet, name=name, batch_size=args.batch_size,
+                                         workers=args.workers, progress=progress)
+                extra["imagenet_top1"], hits = top1.top1, top1.correct
+        per_image.append(([t.decision for t in ev.trials], hits))
         csv_path = write_trials(ev.trials, name, out)
         rows.append(_row(ev.result, None if op == "dense" else f, ev.seconds, op=op,
                          layers=None if op == "dense" else list(layers), csv=str(csv_path), **extra))
         results.append(ev.result)
+    _add_intervals(rows, per_image, [(t.shape, t.texture) for t in ev.trials], args.seed)
     return rows, results
+
+
+def _add_intervals(rows: list[dict], per_image: list, labels: list, seed: int) -> None:
+    """Bootstrap intervals for every row and, when dense was evaluated, paired differences from it."""
+    dense = next((p for r, p in zip(rows, per_image) if r["op"] == "dense"), None)
+    for row, (decisions, hits) in zip(rows, per_image):
+        compare = dense is not None and row["op"] != "dense"
+        row.update(cue_conflict_intervals(decisions, labels, dense[0] if compare else None, seed=seed))
+        if hits is not None:
+            row.update(top1_intervals(hits, dense[1] if compare else None, seed=seed))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -82,7 +82,20 @@ _TRADEOFF_STYLE = {
     "random": dict(color="#ff7f0e", marker="x", s=40),
     "front": dict(color="#1f77b4", marker="o", s=60),
     "best": dict(color="#2ca02c", marker="o", s=150),
+    "held-out": dict(color="#9467bd", marker="D", s=40),
+    "held-out dense": dict(color="#9467bd", marker="*", s=140),
 }
+
+
+def _error_bars(ax, p: dict, color) -> None:
+    """95% intervals (``shape_bias_ci``, ``imagenet_top1_ci``) as error bars, when the point has them."""
+    y, x = p.get("shape_bias_ci"), p.get("imagenet_top1_ci")
+    if not (y and None not in y) and not (x and None not in x):
+        return
+    yerr = [[p["shape_bias"] - y[0]], [y[1] - p["shape_bias"]]] if y and None not in y else None
+    xerr = [[p["imagenet_top1"] - x[0]], [x[1] - p["imagenet_top1"]]] if x and None not in x else None
+    ax.errorbar(p["imagenet_top1"], p["shape_bias"], yerr=yerr, xerr=xerr, fmt="none", ecolor=color or "grey",
+                elinewidth=0.8, alpha=0.6, zorder=2)
 
 
 def plot_tradeoff(points: list[dict], path: str | Path, *, title: str = "Shape bias vs recognition",
@@ -90,7 +103,8 @@ def plot_tradeoff(points: list[dict], path: str | Path, *, title: str = "Shape b
     """Shape bias (y) against ImageNet top-1 (x), one marker per setting.
 
     ``points``: dicts with ``shape_bias``, ``imagenet_top1``, ``kind`` (dense,
-    topk, random, best) and an optional ``label``; ``front`` is drawn as a line;
+    topk, random, best), an optional ``label`` and optional ``shape_bias_ci`` /
+    ``imagenet_top1_ci`` (drawn as error bars); ``front`` is drawn as a line;
     ``budget_top1`` as a vertical line (the lowest top-1 allowed). PNG and PDF.
     """
     import matplotlib
@@ -104,10 +118,12 @@ def plot_tradeoff(points: list[dict], path: str | Path, *, title: str = "Shape b
     seen = set()
     for p in points:
         style = _TRADEOFF_STYLE[p["kind"]]
-        label = {"dense": "dense", "topk": "Top-K", "random": "random-K control", "best": "best within budget"}.get(p["kind"])
+        label = {"dense": "dense", "topk": "Top-K", "random": "random-K control", "best": "best within budget",
+                 "held-out": "front and best, held-out images", "held-out dense": "dense, held-out images"}.get(p["kind"])
         ax.scatter(p["imagenet_top1"], p["shape_bias"], label=None if p["kind"] in seen else label, zorder=3,
                    alpha=0.85 if p["kind"] != "topk" else 0.5, **style)
         seen.add(p["kind"])
+        _error_bars(ax, p, style.get("c", style.get("color")))
         if p.get("label"):
             ax.annotate(p["label"], (p["imagenet_top1"], p["shape_bias"]), fontsize=6, xytext=(3, 3),
                         textcoords="offset points")
