@@ -31,44 +31,93 @@ def add_parser(sub) -> None:
     p.add_argument("--no-cache", dest="cache", action="store_false",
                    help="run the whole model per setting (the naive search; same numbers, slower)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random-K control")
+    p.add_argument("--holdout", action=argparse.BooleanOptionalAction, default=True,
+                   help="choose on half of the images and report the front and best on the other half, split by "
+                        "shape source image and ImageNet class (default: on; --no-holdout searches and reports "
+                        "on all images, which overstates the best)")
+    p.add_argument("--split-seed", type=int, default=0, metavar="N", help="seed of the held-out split (default: 0)")
     p.add_argument("--resume", action="store_true",
                    help="reuse the phases already in DIR/search.checkpoint.json (written after each phase)")
     add_evaluation_options(p, "placement-search")
     p.set_defaults(run=run)
 
 
-def _table(summary: dict) -> str:
-    def line(name, row):
-        control = row.get("control")
-        ctrl = f"{control['shape_bias']:>8.3f} {control['imagenet_top1']:>8.3f}" if control else f"{'-':>8} {'-':>8}"
-        return f"{name:<44} {row['shape_bias']:>10.3f} {row['imagenet_top1']:>9.3f} {ctrl}"
+def _ci(row: dict | None, key: str) -> str:
+    if row is None or row.get(key) is None:
+        return "-"
+    lo, hi = row.get(f"{key}_ci") or (None, None)
+    value = f"{row[key]:+.3f}" if key.startswith("delta") else f"{row[key]:.3f}"
+    return value if lo is None or hi is None else f"{value} [{lo:.3f}, {hi:.3f}]"
 
-    lines = [f"{'setting':<44} {'shape_bias':>10} {'top-1':>9} {'rand.sb':>8} {'rand.top1':>8}",
+
+def _table(summary: dict) -> str:
+    held = summary.get("holdout") is not None
+    name_w = 40
+
+    def line(name, row):
+        text = f"{name:<{name_w}} {_ci(row, 'shape_bias'):>21} {_ci(row, 'imagenet_top1'):>21}"
+        if held:
+            rep = row.get("report")
+            text += (f" | {_ci(rep, 'shape_bias'):>21} {_ci(rep, 'delta_shape_bias'):>22}"
+                     f" {_ci(rep, 'imagenet_top1'):>21} {_ci(rep, 'delta_top1'):>22}")
+        else:
+            text += f" {_ci(row, 'delta_shape_bias'):>22} {_ci(row, 'delta_top1'):>22}"
+        control = row.get("control")
+        return text + (f" {control['shape_bias']:>8.3f} {control['imagenet_top1']:>9.3f}" if control
+                       else f" {'-':>8} {'-':>9}")
+
+    side = "search images" if held else "all images"
+    head = f"{'setting':<{name_w}} {'shape_bias':>21} {'top-1':>21}"
+    head += (f" | {'held-out shape_bias':>21} {'vs dense':>22} {'held-out top-1':>21} {'vs dense':>22}" if held
+             else f" {'sb vs dense':>22} {'top-1 vs dense':>22}")
+    lines = [f"({side}{'; right of |: held-out images' if held else ''}; [95% CI] bootstrap over images; "
+             "'vs dense': paired difference)", head + f" {'rand.sb':>8} {'rand.top1':>9}",
              line("dense", summary["dense"])]
     for row in summary["front"]:
         lines.append(line(f"{row['topk']:g} @ {'+'.join(row['layers'])}", row))
     best = summary["best"]
     lines.append("")
-    lines.append(f"best within {summary['budget']:g} points: "
-                 + ("none" if best is None else f"{best['topk']:g} @ {'+'.join(best['layers'])} "
-                    f"(shape bias {best['shape_bias']:.3f}, top-1 {best['imagenet_top1']:.3f})"))
+    if best is None:
+        lines.append(f"best within {summary['budget']:g} points: none")
+    else:
+        where = best.get("report") if held else best
+        lines.append(f"best within {summary['budget']:g} points (chosen on the {side}): "
+                     f"{best['topk']:g} @ {'+'.join(best['layers'])}; "
+                     + ("held-out: " if held else "")
+                     + f"shape bias {_ci(where, 'shape_bias')}, {_ci(where, 'delta_shape_bias')} vs dense; "
+                       f"top-1 {_ci(where, 'imagenet_top1')}, {_ci(where, 'delta_top1')} vs dense")
     return "\n".join(lines)
+
+
+_CSV_SCORES = ["shape_bias", "shape_bias_ci", "delta_shape_bias", "delta_shape_bias_ci", "shape_or_texture",
+               "shape_or_texture_ci", "accuracy", "imagenet_top1", "imagenet_top1_ci", "delta_top1", "delta_top1_ci",
+               "near_chance"]
+
+
+def _csv_cells(row: dict | None) -> list:
+    cells = []
+    for key in _CSV_SCORES:
+        value = None if row is None else row.get(key)
+        cells += list(value) if key.endswith("_ci") and value else [None, None] if key.endswith("_ci") else [value]
+    return cells
 
 
 def _csv(summary: dict) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["op", "topk", "layers", "shape_bias", "shape_or_texture", "accuracy", "imagenet_top1", "near_chance"])
+    names = [n for key in _CSV_SCORES for n in ((f"{key}_lo", f"{key}_hi") if key.endswith("_ci") else (key,))]
+    writer.writerow(["op", "topk", "layers", *names, *(f"held_out_{n}" for n in names)])
     rows = [summary["dense"]] + summary["evaluated"] + [r["control"] | {"layers": r["layers"], "topk": r["topk"]}
                                                        for r in summary["evaluated"] if "control" in r]
     for r in rows:
-        writer.writerow([r["op"], r.get("topk", 0), "+".join(r.get("layers", [])), r["shape_bias"], r["shape_or_texture"],
-                         r["accuracy"], r["imagenet_top1"], r["near_chance"]])
+        writer.writerow([r["op"], r.get("topk", 0), "+".join(r.get("layers", [])), *_csv_cells(r),
+                         *_csv_cells(r.get("report"))])
     return buf.getvalue()
 
 
 def run(args: argparse.Namespace) -> int:
     from ..search import search_placement
+    from ..search.holdout import holdout_split
     from ..shape_bias.dataset import CueConflictDataset
     from ..shape_bias.imagenet import ImageNetImages, eval_transform
     from ..shape_bias.locate import find_cue_conflict
@@ -82,11 +131,17 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model, args.weights).to(device).eval()
     cue = CueConflictDataset(find_cue_conflict(args.data))
     imagenet = ImageNetImages(args.imagenet, eval_transform(model))
+    report = holdout = None
+    if args.holdout:
+        (cue, imagenet), report = holdout_split(cue, imagenet, seed=args.split_seed)
+        holdout = {"seed": args.split_seed, "by": "cue-conflict: shape source image; ImageNet: within each class",
+                   "search_images": [len(cue), len(imagenet)], "report_images": [len(report[0]), len(report[1])]}
     result = search_placement(
         model, cue, imagenet, name=args.model.split(":", 1)[-1], topks=args.topk, candidates=args.layers,
         max_layers=args.max_layers, beam=args.beam, budget=args.budget, control=args.control, cache=args.cache,
         seed=args.seed, batch_size=args.batch_size, workers=args.workers, device=device,
         progress=not args.json or sys.stderr.isatty(), checkpoint=out / "search.checkpoint.json", resume=args.resume,
+        report=report, holdout=holdout,
     )
     summary = json_safe(result.to_json())
     atomic_write_json(out / "search.json", summary)

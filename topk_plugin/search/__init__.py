@@ -2,11 +2,13 @@
 
 ``candidates`` (which layers), ``prefix`` (compute the dense prefix once per
 layer), ``evaluate`` (many settings in one pass), ``front`` (Pareto front and
-budget), ``search`` (the phases), ``plot`` (the figure).
+budget), ``holdout`` (search and report halves of the images), ``search``
+(the phases), ``plot`` (the figure).
 """
 from .candidates import eligible_layers
 from .evaluate import Scores, Setting, evaluate_settings
 from .front import best_within_budget, pareto_front
+from .holdout import holdout_split
 from .prefix import PrefixRunner, TraceError
 from .search import SearchResult, search_placement
 
@@ -17,6 +19,7 @@ __all__ = [
     "evaluate_settings",
     "best_within_budget",
     "pareto_front",
+    "holdout_split",
     "PrefixRunner",
     "TraceError",
     "SearchResult",

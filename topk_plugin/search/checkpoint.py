@@ -8,6 +8,7 @@ exactly what an uninterrupted one would.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from .._io import atomic_write_json
@@ -31,7 +32,10 @@ def _scores_json(v: Scores) -> dict:
 
 
 def _scores(d: dict) -> Scores:
-    return Scores(**{**d, "decisions": tuple(d["decisions"]), "hits": tuple(d["hits"])})
+    # NaN (e.g. a shape bias with no shape or texture decision) is written as null
+    numbers = {k: math.nan if d[k] is None else d[k] for k in ("shape_bias", "shape_or_texture", "accuracy",
+                                                               "imagenet_top1")}
+    return Scores(**{**d, **numbers, "decisions": tuple(d["decisions"]), "hits": tuple(d["hits"])})
 
 
 class SearchCheckpoint:
@@ -41,6 +45,7 @@ class SearchCheckpoint:
         self.path = None if path is None else Path(path)
         self.config = json.loads(json.dumps(config))  # as it reads back from JSON
         self.dense: Scores | None = None
+        self.phase_dense: dict[str, Scores] = {}  # the dense model in phases on other images (the report half)
         self.phases: dict[str, dict] = {}
         self.timing: dict = {}
         if resume and self.path is not None and self.path.is_file():
@@ -57,6 +62,7 @@ class SearchCheckpoint:
                 "rerun with the same options, or without --resume (or another --out) to start afresh"
             )
         self.dense = _scores(data["dense"]) if data.get("dense") else None
+        self.phase_dense = {p: _scores(v) for p, v in data.get("phase_dense", {}).items()}
         self.phases = {
             phase: {_setting(s): _scores(v) for s, v in rows} for phase, rows in data["phases"].items()
         }
@@ -65,10 +71,15 @@ class SearchCheckpoint:
     def done(self, phase: str) -> dict | None:
         return self.phases.get(phase)
 
-    def save(self, phase: str, results: dict, seconds: float, dense: Scores | None = None) -> None:
+    def save(self, phase: str, results: dict, seconds: float, dense: Scores | None = None,
+             own_dense: bool = False) -> None:
+        """Record a finished phase; ``dense`` is the search's dense scores, or with
+        ``own_dense`` this phase's own (it ran on other images)."""
         self.phases[phase] = results
         self.timing[phase] = seconds
-        if dense is not None:
+        if dense is not None and own_dense:
+            self.phase_dense[phase] = dense
+        elif dense is not None:
             self.dense = dense
         if self.path is None:
             return
@@ -76,6 +87,7 @@ class SearchCheckpoint:
             "format": FORMAT,
             "config": self.config,
             "dense": None if self.dense is None else _scores_json(self.dense),
+            "phase_dense": {p: _scores_json(v) for p, v in self.phase_dense.items()},
             "phases": {p: [[_setting_json(s), _scores_json(v)] for s, v in rows.items()] for p, rows in self.phases.items()},
             "timing": self.timing,
         })

@@ -23,6 +23,7 @@ from torch import nn
 from ..placement_spec import PlacementSpec
 from ..shape_bias.dataset import CueConflictDataset
 from ..shape_bias.imagenet import ImageNetImages
+from ..shape_bias.intervals import cue_conflict_intervals, top1_intervals
 from .candidates import eligible_layers
 from .evaluate import Scores, Setting, evaluate_settings
 from .front import best_within_budget, pareto_front
@@ -30,6 +31,16 @@ from .checkpoint import SearchCheckpoint
 from .prefix import PrefixRunner, TraceError
 
 __all__ = ["SearchResult", "search_placement"]
+
+
+def scores_with_intervals(scores: Scores, labels: list, dense: Scores | None = None, seed: int = 0) -> dict:
+    """``scores`` as JSON plus ``*_ci`` and, given ``dense`` on the same images, ``delta_*`` and their ``_ci``."""
+    row = scores.to_json()
+    if labels and scores.decisions:
+        row.update(cue_conflict_intervals(scores.decisions, labels, None if dense is None else dense.decisions, seed=seed))
+    if scores.hits:
+        row.update(top1_intervals(scores.hits, None if dense is None else dense.hits, seed=seed))
+    return row
 
 
 @dataclass
@@ -43,19 +54,37 @@ class SearchResult:
     best: Setting | None
     controls: dict = field(default_factory=dict)  # Top-K Setting -> random-K Scores
     timing: dict = field(default_factory=dict)
+    labels: list = field(default_factory=list)  # (shape, texture) per search cue-conflict image
+    report: dict = field(default_factory=dict)  # Setting -> Scores on the held-out images
+    report_dense: Scores | None = None
+    report_labels: list = field(default_factory=list)
+    holdout: dict | None = None  # how the images were split (None: no held-out report)
+
+    def _scores(self, scores: Scores, dense: Scores | None) -> dict:
+        return scores_with_intervals(scores, self.labels, dense)
+
+    def _reported(self, s) -> dict:
+        scores, dense = (self.report_dense, None) if s is None else (self.report[s], self.report_dense)
+        return scores_with_intervals(scores, self.report_labels, dense)
 
     def _row(self, s: Setting) -> dict:
-        row = {"layers": list(s.layers), "topk": s.k, "op": s.op, **self.evaluated[s].to_json()}
+        row = {"layers": list(s.layers), "topk": s.k, "op": s.op, **self._scores(self.evaluated[s], self.dense)}
         if s in self.controls:
-            row["control"] = {"op": "random", **self.controls[s].to_json()}
+            row["control"] = {"op": "random", **self._scores(self.controls[s], self.dense)}
+        if s in self.report:
+            row["report"] = self._reported(s)
         return row
 
     def to_json(self) -> dict:
+        dense = {"op": "dense", **self._scores(self.dense, None)}
+        if self.report_dense is not None:
+            dense["report"] = self._reported(None)
         return {
             "model": self.model,
             "budget": self.budget,
             "candidates": self.candidates,
-            "dense": {"op": "dense", **self.dense.to_json()},
+            "holdout": self.holdout,
+            "dense": dense,
             "front": [self._row(s) for s in self.front],
             "best": None if self.best is None else self._row(self.best),
             "evaluated": [self._row(s) for s in self.evaluated],
@@ -69,26 +98,37 @@ class SearchResult:
         def point(scores, kind, label=None):
             return {"shape_bias": scores.shape_bias, "imagenet_top1": scores.imagenet_top1, "kind": kind, "label": label}
 
-        points = [point(self.dense, "dense")]
+        def with_ci(row: dict, kind: str, label=None) -> dict:
+            return {**row, "kind": kind, "label": label}
+
+        points = [with_ci(self._scores(self.dense, None), "dense")]
         points += [point(v, "topk") for s, v in self.evaluated.items() if s not in self.front]
-        points += [point(self.evaluated[s], "topk", f"{s.k:g}@{'+'.join(s.layers)}") for s in self.front]
+        points += [with_ci(self._scores(self.evaluated[s], self.dense), "topk", f"{s.k:g}@{'+'.join(s.layers)}")
+                   for s in self.front]
         points += [point(v, "random") for v in self.controls.values()]
         if self.best is not None:
-            points.append(point(self.evaluated[self.best], "best"))
+            points.append(with_ci(self._scores(self.evaluated[self.best], self.dense), "best"))
+        title = f"{self.model}: placement search (budget {self.budget:g} points)"
+        if self.report_dense is not None:
+            points.append(with_ci(self._reported(None), "held-out dense"))
+            points += [with_ci(self._reported(s), "held-out") for s in self.report]
+            title += "\nfilled: search images; diamonds: the same settings on held-out images"
         front = [point(self.evaluated[s], "front") for s in self.front]
-        return plot_tradeoff(points, path, title=f"{self.model}: placement search (budget {self.budget:g} points)",
-                             front=front, budget_top1=self.dense.imagenet_top1 - self.budget / 100)
+        return plot_tradeoff(points, path, title=title, front=front,
+                             budget_top1=self.dense.imagenet_top1 - self.budget / 100)
 
     def best_spec(self) -> PlacementSpec | None:
         """The best setting as a placement spec file's content (None if none is within budget)."""
         if self.best is None:
             return None
         s = self.best
-        return PlacementSpec(
-            layers={layer: s.k for layer in s.layers}, op="topk", model=self.model,
-            provenance={"found_by": "topk-plugin search-placement", "budget_points": self.budget,
-                        **self.evaluated[s].to_json(), "dense": self.dense.to_json()},
-        )
+        provenance = {"found_by": "topk-plugin search-placement", "budget_points": self.budget,
+                      **self.evaluated[s].to_json(), "dense": self.dense.to_json()}
+        if s in self.report:
+            provenance["held_out"] = {**self.report[s].to_json(), "dense": self.report_dense.to_json(),
+                                      "split": self.holdout}
+        return PlacementSpec(layers={layer: s.k for layer in s.layers}, op="topk", model=self.model,
+                             provenance=provenance)
 
 
 def search_placement(
@@ -111,11 +151,16 @@ def search_placement(
     progress: bool = True,
     checkpoint=None,
     resume: bool = False,
+    report=None,
+    holdout: dict | None = None,
 ) -> SearchResult:
     """Search Top-K placements of ``model`` (see the module doc); returns a ``SearchResult``.
 
     ``checkpoint``: a JSON file written atomically after each phase; with
     ``resume=True`` the phases it holds are not run again (same results).
+    ``report``: ``(cue, imagenet)`` images the search does not see, on which the
+    front and the best are scored again (``holdout_split`` makes both halves;
+    ``holdout`` describes the split in the result).
     """
     if max_layers < 1 or beam < 1:
         raise ValueError(f"max_layers ({max_layers}) and beam ({beam}) must be >= 1")
@@ -139,13 +184,14 @@ def search_placement(
                   progress=progress)
     config = dict(model=name, candidates=list(candidates), topks=list(topks), max_layers=max_layers, beam=beam,
                   budget=budget, control=control, seed=seed, cue=[str(cue.root), len(cue)],
-                  imagenet=[str(imagenet.root), len(imagenet)])
+                  imagenet=[str(imagenet.root), len(imagenet)],
+                  report=None if report is None else [len(report[0]), len(report[1])], holdout=holdout)
     state = SearchCheckpoint(checkpoint, config, resume)
 
-    def phase(label: str, settings: list[Setting], dense: bool = False) -> dict:
+    def phase(label: str, settings: list[Setting], dense: bool = False, data=(cue, imagenet)) -> dict:
         if state.done(label) is None:
-            scored_dense, scored, t = evaluate_settings(model, settings, cue, imagenet, dense=dense, **common)
-            state.save(label, scored, t["seconds"], scored_dense)
+            scored_dense, scored, t = evaluate_settings(model, settings, *data, dense=dense, **common)
+            state.save(label, scored, t["seconds"], scored_dense, own_dense=data[0] is not cue)
         return state.done(label)
 
     evaluated = dict(phase("singles", [Setting((layer,), k) for k in topks for layer in candidates], dense=True))
@@ -170,8 +216,21 @@ def search_placement(
         random = {s: Setting(s.layers, s.k, "random") for s in chosen}
         scored = phase("controls", list(random.values()))
         controls = {s: scored[r] for s, r in random.items()}
+    reported, report_dense = {}, None
+    if report is not None:
+        reported = dict(phase("report", chosen, dense=True, data=report)) if chosen else {}
+        if "report" not in state.phase_dense:  # nothing chosen: score dense alone
+            dense_only, _, t = evaluate_settings(model, [], *report, dense=True, **common)
+            state.save("report", reported, t["seconds"], dense_only, own_dense=True)
+        report_dense = state.phase_dense["report"]
     timing = dict(state.timing)
     timing["total"] = time.perf_counter() - start
     timing["cache"] = cache
     timing["settings"] = len(evaluated) + len(controls)
-    return SearchResult(name, list(candidates), budget, dense, evaluated, front, best, controls, timing)
+    return SearchResult(name, list(candidates), budget, dense, evaluated, front, best, controls, timing,
+                        labels=_labels(cue), report=reported, report_dense=report_dense,
+                        report_labels=_labels(report[0]) if report is not None else [], holdout=holdout)
+
+
+def _labels(cue: CueConflictDataset) -> list[tuple[str, str]]:
+    return [(shape, texture) for _path, shape, texture in cue.items]
