@@ -30,6 +30,7 @@ decisions) is ``lambda s, t: s.sum(-1) / (s.sum(-1) + t.sum(-1))``.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -92,17 +93,35 @@ def _check(n_resamples: int, level: float) -> None:
         raise ValueError(f"level must be in (0, 1), e.g. 0.95; got {level}")
 
 
-def _resample_statistic(arrays, statistic, n_resamples, seed) -> np.ndarray:
-    n = len(arrays[0])
+@functools.lru_cache(maxsize=4)
+def _indices(n: int, n_resamples: int, seed: int) -> np.ndarray:
+    """The resampling indices, drawn once per (n, n_resamples, seed): drawing them is
+    most of a bootstrap's cost, and a run computes many intervals over the same images."""
     idx = np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
-    return np.asarray(statistic(*(a[idx] for a in arrays)), dtype=np.float64)
+    idx.setflags(write=False)
+    return idx
+
+
+def _compact(a: np.ndarray) -> np.ndarray:
+    """Small non-negative integers (hits, counts) as uint8: the resampled copies are 8x
+    smaller, and sums and means of them are exact."""
+    if a.size and a.min() >= 0 and a.max() <= 255 and np.array_equal(a, np.round(a)):
+        return a.astype(np.uint8)
+    return a
+
+
+def _resample_statistic(arrays, statistic, n_resamples, seed) -> np.ndarray:
+    idx = _indices(len(arrays[0]), n_resamples, seed)
+    return np.asarray(statistic(*(_compact(a)[idx] for a in arrays)), dtype=np.float64)
 
 
 def _interval(value: float, resampled: np.ndarray, n: int, level: float) -> Interval:
     alpha = (1 - level) / 2
-    if np.isnan(resampled).all():
+    undefined = np.isnan(resampled)
+    if undefined.all():
         return Interval(float(value), float("nan"), float("nan"), n, level)
-    lo, hi = np.nanquantile(resampled, [alpha, 1 - alpha])
+    quantile = np.nanquantile if undefined.any() else np.quantile
+    lo, hi = quantile(resampled, [alpha, 1 - alpha])
     return Interval(float(value), float(lo), float(hi), n, level)
 
 

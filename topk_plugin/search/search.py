@@ -59,13 +59,20 @@ class SearchResult:
     report_dense: Scores | None = None
     report_labels: list = field(default_factory=list)
     holdout: dict | None = None  # how the images were split (None: no held-out report)
+    _rows: dict = field(default_factory=dict, repr=False, compare=False)  # intervals, computed once per row
+
+    def _with_intervals(self, scores: Scores, labels: list, dense: Scores | None) -> dict:
+        key = (id(scores), id(dense))
+        if key not in self._rows:
+            self._rows[key] = scores_with_intervals(scores, labels, dense)
+        return dict(self._rows[key])
 
     def _scores(self, scores: Scores, dense: Scores | None) -> dict:
-        return scores_with_intervals(scores, self.labels, dense)
+        return self._with_intervals(scores, self.labels, dense)
 
     def _reported(self, s) -> dict:
         scores, dense = (self.report_dense, None) if s is None else (self.report[s], self.report_dense)
-        return scores_with_intervals(scores, self.report_labels, dense)
+        return self._with_intervals(scores, self.report_labels, dense)
 
     def _row(self, s: Setting) -> dict:
         row = {"layers": list(s.layers), "topk": s.k, "op": s.op, **self._scores(self.evaluated[s], self.dense)}

@@ -52,26 +52,31 @@ def trial_counts(trials) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return counts[:, 0], counts[:, 1], counts[:, 2]
 
 
-def shape_bias_of(shape: np.ndarray, texture: np.ndarray, trials: np.ndarray | None = None) -> np.ndarray:
+def shape_bias_of(shape: np.ndarray, texture: np.ndarray) -> np.ndarray:
     """Shape hits / (shape + texture hits) along the last axis; NaN where neither was ever chosen."""
     s, t = shape.sum(-1), texture.sum(-1)
     total = s + t
     return np.divide(s, total, out=np.full(np.shape(total), np.nan), where=total > 0)
 
 
-def _shape_or_texture(shape: np.ndarray, texture: np.ndarray, trials: np.ndarray) -> np.ndarray:
-    return (shape + texture).sum(-1) / trials.sum(-1)
+def _ratio_of_sums(hits: np.ndarray, trials: np.ndarray) -> np.ndarray:
+    return hits.sum(-1) / trials.sum(-1)
 
 
 def _intervals(counts, dense_counts, seed: int) -> dict:
-    if not len(counts[0]):
+    shape, texture, trials = counts
+    if not len(shape):
         return {}
+    # only the arrays a statistic needs are resampled (the gathers are most of the cost)
+    decided = shape + texture
+    fraction = (bootstrap(decided, seed=seed) if np.all(trials == 1)
+                else bootstrap(decided, trials, statistic=_ratio_of_sums, seed=seed))
     out = {
-        "shape_bias_ci": bootstrap(*counts, statistic=shape_bias_of, seed=seed).ci,
-        "shape_or_texture_ci": bootstrap(*counts, statistic=_shape_or_texture, seed=seed).ci,
+        "shape_bias_ci": bootstrap(shape, texture, statistic=shape_bias_of, seed=seed).ci,
+        "shape_or_texture_ci": fraction.ci,
     }
     if dense_counts is not None:
-        delta = paired_difference(tuple(counts), tuple(dense_counts), statistic=shape_bias_of, seed=seed)
+        delta = paired_difference((shape, texture), tuple(dense_counts[:2]), statistic=shape_bias_of, seed=seed)
         out.update(delta_shape_bias=delta.value, delta_shape_bias_ci=delta.ci)
     return out
 
