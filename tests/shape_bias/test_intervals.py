@@ -67,3 +67,16 @@ def test_pooled_subjects_are_resampled_by_image():
 def test_mismatched_inputs_are_an_error():
     with pytest.raises(ValueError, match="3 decisions for 2 labelled images"):
         cue_conflict_intervals(["a", "b", "c"], [("a", "b"), ("b", "c")])
+
+
+def test_the_shape_bias_figure_draws_the_intervals(tmp_path):
+    from topk_plugin.shape_bias.plot import plot_shape_bias
+
+    decisions, labels = simulated()
+    trials = [Trial(f"{s}{i}-{t}1.png", s, t, d) for i, (d, (s, t)) in enumerate(zip(decisions, labels))]
+    result = shape_bias(trials, "sim")
+    band = cue_conflict_intervals(decisions, labels)["shape_bias_ci"]
+    paths = plot_shape_bias([result, result], tmp_path / "sb.png", intervals=[band, [float("nan")] * 2])
+    assert all(p.stat().st_size > 0 for p in paths)
+    with pytest.raises(ValueError, match="1 intervals for 2 results"):
+        plot_shape_bias([result, result], tmp_path / "x.png", intervals=[band])

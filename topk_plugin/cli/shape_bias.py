@@ -181,7 +181,8 @@ def run(args: argparse.Namespace) -> int:
         humans = None
         if args.humans:
             humans = shape_bias([t for f in args.humans for t in read_trials(f)], "humans")
-        plots = plot_shape_bias(results, out / "shape_bias.png", humans=humans, title=f"{args.model}: shape bias")
+        plots = plot_shape_bias(results, out / "shape_bias.png", humans=humans, title=f"{args.model}: shape bias",
+                                intervals=[r.get("shape_bias_ci") for r in rows])
         if args.imagenet:
             points = [{**r, "kind": r["op"], "label": r["name"]} for r in rows]
             plots += plot_tradeoff(points, out / "shape_bias_vs_top1.png", title=f"{args.model}: shape bias vs ImageNet top-1")

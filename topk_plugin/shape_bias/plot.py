@@ -35,8 +35,15 @@ def plot_shape_bias(
     *,
     humans: ShapeBiasResult | None = None,
     title: str = "Shape bias on cue-conflict",
+    intervals: list | None = None,
 ) -> list[Path]:
-    """Write ``path`` as PNG and the same figure as PDF beside it; returns both paths."""
+    """Write ``path`` as PNG and the same figure as PDF beside it; returns both paths.
+
+    ``intervals``: one ``[lo, hi]`` (or None) per result, the pooled shape bias's
+    95% interval, drawn as a band around its dashed line and given in the legend.
+    """
+    if intervals is not None and len(intervals) != len(results):
+        raise ValueError(f"{len(intervals)} intervals for {len(results)} results")
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -47,10 +54,11 @@ def plot_shape_bias(
     rows = list(CATEGORIES)
     fig, ax = plt.subplots(figsize=(6.5, 0.38 * len(rows) + 2.2))
     cmap = plt.get_cmap("viridis")
-    entries = ([(humans, HUMAN_COLOR, "D")] if humans else []) + [
-        (r, cmap(i / max(1, len(results) - 1) * 0.9), "o") for i, r in enumerate(results)
+    bands = list(intervals) if intervals is not None else [None] * len(results)
+    entries = ([(humans, HUMAN_COLOR, "D", None)] if humans else []) + [
+        (r, cmap(i / max(1, len(results) - 1) * 0.9), "o", band) for i, (r, band) in enumerate(zip(results, bands))
     ]
-    for offset, (result, color, marker) in enumerate(entries):
+    for offset, (result, color, marker, band) in enumerate(entries):
         ys, xs = [], []
         for y, category in enumerate(rows):
             value = result.per_category.get(category, math.nan)
@@ -58,6 +66,9 @@ def plot_shape_bias(
                 ys.append(y + (offset - (len(entries) - 1) / 2) * 0.08)
                 xs.append(value)
         label = f"{result.name}: {result.shape_bias:.3f}"
+        if band is not None and all(v is not None and math.isfinite(v) for v in band):
+            label += f" [{band[0]:.3f}, {band[1]:.3f}]"
+            ax.axvspan(band[0], band[1], color=color, alpha=0.12, zorder=1, linewidth=0)
         if result.near_chance:
             label += " (near chance)"
         ax.scatter(xs, ys, color=color, marker=marker, s=28, label=label, zorder=3, edgecolors="white", linewidths=0.4)
