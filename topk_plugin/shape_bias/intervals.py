@@ -1,7 +1,7 @@
 """Intervals for the numbers the evaluations print: shape bias, shape-or-texture and top-1.
 
-Why: 1200 cue-conflict trials leave a sampling error of about 0.02 on a shape
-bias, and two settings compared on the same images need the interval of
+Why: 1200 cue-conflict trials leave a standard error of 0.015-0.02 on a shape
+bias (a 95% interval of about ±0.03), and two settings compared on the same images need the interval of
 their *difference*, not two overlapping intervals. All intervals are 95%
 percentile bootstraps over images (2000 resamples, seed 0; ``topk_plugin.stats``):
 
