@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from .._io import atomic_write_json, atomic_write_text, json_safe
+from ..shape_bias.intervals import format_field
 from .argtypes import add_evaluation_options, check_fractions, pick_device, positive_int
 
 HELP = "search Top-K placements: the Pareto front of shape bias vs ImageNet top-1, and the best within a budget"
@@ -42,26 +43,18 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def _ci(row: dict | None, key: str) -> str:
-    if row is None or row.get(key) is None:
-        return "-"
-    lo, hi = row.get(f"{key}_ci") or (None, None)
-    value = f"{row[key]:+.3f}" if key.startswith("delta") else f"{row[key]:.3f}"
-    return value if lo is None or hi is None else f"{value} [{lo:.3f}, {hi:.3f}]"
-
-
 def _table(summary: dict) -> str:
     held = summary.get("holdout") is not None
     name_w = 40
 
     def line(name, row):
-        text = f"{name:<{name_w}} {_ci(row, 'shape_bias'):>21} {_ci(row, 'imagenet_top1'):>21}"
+        text = f"{name:<{name_w}} {format_field(row, 'shape_bias'):>21} {format_field(row, 'imagenet_top1'):>21}"
         if held:
             rep = row.get("report")
-            text += (f" | {_ci(rep, 'shape_bias'):>21} {_ci(rep, 'delta_shape_bias'):>22}"
-                     f" {_ci(rep, 'imagenet_top1'):>21} {_ci(rep, 'delta_top1'):>22}")
+            text += (f" | {format_field(rep, 'shape_bias'):>21} {format_field(rep, 'delta_shape_bias'):>22}"
+                     f" {format_field(rep, 'imagenet_top1'):>21} {format_field(rep, 'delta_top1'):>22}")
         else:
-            text += f" {_ci(row, 'delta_shape_bias'):>22} {_ci(row, 'delta_top1'):>22}"
+            text += f" {format_field(row, 'delta_shape_bias'):>22} {format_field(row, 'delta_top1'):>22}"
         control = row.get("control")
         return text + (f" {control['shape_bias']:>8.3f} {control['imagenet_top1']:>9.3f}" if control
                        else f" {'-':>8} {'-':>9}")
@@ -84,8 +77,8 @@ def _table(summary: dict) -> str:
         lines.append(f"best within {summary['budget']:g} points (chosen on the {side}): "
                      f"{best['topk']:g} @ {'+'.join(best['layers'])}; "
                      + ("held-out: " if held else "")
-                     + f"shape bias {_ci(where, 'shape_bias')}, {_ci(where, 'delta_shape_bias')} vs dense; "
-                       f"top-1 {_ci(where, 'imagenet_top1')}, {_ci(where, 'delta_top1')} vs dense")
+                     + f"shape bias {format_field(where, 'shape_bias')}, {format_field(where, 'delta_shape_bias')} vs dense; "
+                       f"top-1 {format_field(where, 'imagenet_top1')}, {format_field(where, 'delta_top1')} vs dense")
     return "\n".join(lines)
 
 

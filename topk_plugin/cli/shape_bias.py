@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from .._io import atomic_write_json, json_safe
-from ..shape_bias.intervals import cue_conflict_intervals, top1_intervals, trial_intervals
+from ..shape_bias.intervals import cue_conflict_intervals, format_field, top1_intervals, trial_intervals
 from ..shape_bias.metrics import ShapeBiasResult, shape_bias
 from ..shape_bias.mvh_csv import read_trials, write_trials
 from .argtypes import add_evaluation_options, check_fractions, pick_device
@@ -59,15 +59,6 @@ def _row(result: ShapeBiasResult, topk, seconds: float, op: str = "dense", **ext
     }
 
 
-def _ci(row: dict, key: str, digits: int = 3) -> str:
-    """``0.291 [0.265, 0.318]``: a value with its interval (``-`` when absent)."""
-    if row.get(key) is None:
-        return "-"
-    lo, hi = row.get(f"{key}_ci") or (None, None)
-    interval = "" if lo is None or hi is None else f" [{lo:.{digits}f}, {hi:.{digits}f}]"
-    return f"{row[key]:+.{digits}f}{interval}" if key.startswith("delta") else f"{row[key]:.{digits}f}{interval}"
-
-
 def _table(rows: list[dict]) -> str:
     top1 = any("imagenet_top1" in r for r in rows)
     delta = any("delta_shape_bias" in r for r in rows)
@@ -78,10 +69,11 @@ def _table(rows: list[dict]) -> str:
     lines = [head + f" {'seconds':>8}"]
     for r in rows:
         topk = "-" if r["topk"] is None else f"{r['topk']:g}"
-        line = f"{r['name']:<32} {topk:>5} {_ci(r, 'shape_bias'):>22} {_ci(r, 'shape_or_texture'):>22}"
-        line += f" {_ci(r, 'delta_shape_bias'):>24}" if delta else ""
-        line += f" {_ci(r, 'imagenet_top1'):>22}" if top1 else ""
-        line += f" {_ci(r, 'delta_top1'):>24}" if top1 and delta else ""
+        line = f"{r['name']:<32} {topk:>5} {format_field(r, 'shape_bias'):>22}"
+        line += f" {format_field(r, 'shape_or_texture'):>22}"
+        line += f" {format_field(r, 'delta_shape_bias'):>24}" if delta else ""
+        line += f" {format_field(r, 'imagenet_top1'):>22}" if top1 else ""
+        line += f" {format_field(r, 'delta_top1'):>24}" if top1 and delta else ""
         lines.append(line + f" {r['seconds']:>8.1f}" + ("  near chance" if r["near_chance"] else ""))
     lines.append("[95% CI]: bootstrap over images; 'vs dense': paired difference on the same images")
     return "\n".join(lines)
@@ -149,7 +141,7 @@ def _from_model(args, out: Path) -> tuple[list[dict], list[ShapeBiasResult]]:
         rows.append(_row(ev.result, None if op == "dense" else f, ev.seconds, op=op,
                          layers=None if op == "dense" else list(layers), csv=str(csv_path), **extra))
         results.append(ev.result)
-    _add_intervals(rows, per_image, [(t.shape, t.texture) for t in ev.trials], args.seed)
+    _add_intervals(rows, per_image, dataset.label_pairs(), args.seed)
     return rows, results
 
 

@@ -235,9 +235,5 @@ def search_placement(
     timing["cache"] = cache
     timing["settings"] = len(evaluated) + len(controls)
     return SearchResult(name, list(candidates), budget, dense, evaluated, front, best, controls, timing,
-                        labels=_labels(cue), report=reported, report_dense=report_dense,
-                        report_labels=_labels(report[0]) if report is not None else [], holdout=holdout)
-
-
-def _labels(cue: CueConflictDataset) -> list[tuple[str, str]]:
-    return [(shape, texture) for _path, shape, texture in cue.items]
+                        labels=cue.label_pairs(), report=reported, report_dense=report_dense,
+                        report_labels=report[0].label_pairs() if report is not None else [], holdout=holdout)

@@ -83,6 +83,10 @@ class CueConflictDataset(Dataset):
             raise CueConflictError(f"cannot decode image {path}: {err}") from None
         return tensor, index
 
+    def label_pairs(self) -> list[tuple[str, str]]:
+        """(shape, texture) of every item, in item order (the order of per-image decisions)."""
+        return [(shape, texture) for _path, shape, texture in self.items]
+
     def labels(self, index: int) -> tuple[str, str, str]:
         """(file name, shape, texture) of item ``index``."""
         path, shape, texture = self.items[index]

@@ -19,7 +19,7 @@ import numpy as np
 from ..stats import bootstrap, paired_difference
 
 __all__ = ["conflict_counts", "trial_counts", "shape_bias_of", "cue_conflict_intervals", "trial_intervals",
-           "top1_intervals"]
+           "top1_intervals", "format_field"]
 
 
 def conflict_counts(decisions, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -104,3 +104,13 @@ def top1_intervals(hits, dense_hits=None, *, seed: int = 0) -> dict:
         delta = paired_difference(hits, np.asarray(dense_hits, dtype=np.float64), seed=seed)
         out.update(delta_top1=delta.value, delta_top1_ci=delta.ci)
     return out
+
+
+def format_field(row: dict | None, key: str, digits: int = 3) -> str:
+    """``row[key]`` with its ``row[key + "_ci"]`` as ``0.291 [0.265, 0.318]`` (signed for
+    ``delta_*``); ``-`` when the row or the value is missing. For the CLI tables."""
+    if row is None or row.get(key) is None:
+        return "-"
+    lo, hi = row.get(f"{key}_ci") or (None, None)
+    value = f"{row[key]:+.{digits}f}" if key.startswith("delta") else f"{row[key]:.{digits}f}"
+    return value if lo is None or hi is None else f"{value} [{lo:.{digits}f}, {hi:.{digits}f}]"
