@@ -1,4 +1,4 @@
-"""Atomic file writes: results and checkpoints are never left half-written."""
+"""Atomic file writes (results and checkpoints are never left half-written), and the resume check."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write_text", "atomic_write_bytes", "atomic_write_json", "json_safe"]
+__all__ = ["atomic_write_text", "atomic_write_bytes", "atomic_write_json", "json_safe", "check_same_settings"]
 
 
 def _atomic_write(path: str | os.PathLike, data, mode: str, newline: str | None = None) -> Path:
@@ -47,3 +47,13 @@ def json_safe(value):
 
 def atomic_write_json(path: str | os.PathLike, data) -> Path:
     return atomic_write_text(path, json.dumps(json_safe(data), indent=2) + "\n")
+
+
+def check_same_settings(checkpoint, saved: dict, current: dict) -> None:
+    """Refuse to resume from ``checkpoint`` when it was made with other settings, naming them."""
+    differ = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    if differ:
+        raise ValueError(
+            f"cannot resume from {checkpoint}: it was made with other settings ({', '.join(differ)}); "
+            "rerun with the same options, or without --resume (or another --out) to start afresh"
+        )

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .._io import atomic_write_json
+from .._io import atomic_write_json, check_same_settings
 from .backbones import load_backbone
 from .common import prepare_image
 from .features import default_layers
@@ -155,12 +155,7 @@ def _load_rows(checkpoint: Path, config: dict, names: list[str]) -> list[dict]:
     data = json.loads(checkpoint.read_text())
     if data.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{checkpoint} is not a claim checkpoint")
-    differ = sorted(k for k in set(config) | set(data["config"]) if config.get(k) != data["config"].get(k))
-    if data.get("images") != names:
-        differ.append("images")
-    if differ:
-        raise ValueError(f"cannot resume from {checkpoint}: it was made with other settings ({', '.join(differ)}); "
-                         "rerun with the same options, or without --resume (or another --out) to start afresh")
+    check_same_settings(checkpoint, {**data["config"], "images": data.get("images")}, {**config, "images": names})
     return data["rows"]
 
 

@@ -5,7 +5,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 from .._io import json_safe
 from .argtypes import check_fractions, positive_int
@@ -73,8 +72,6 @@ def run(args: argparse.Namespace) -> int:
     ks = sorted(set(args.topk))
     if args.n_cue_conflict and not args.cue_conflict:
         raise ValueError("--n-cue-conflict needs --cue-conflict DIR (or pass --n-cue-conflict 0 for photos only)")
-    if args.cue_conflict and not Path(args.cue_conflict).is_dir():
-        raise FileNotFoundError(f"cue-conflict folder {args.cue_conflict!r} does not exist")
     images = claim_images(args.cue_conflict, args.n_cue_conflict, args.photos, seed=args.seed)
     if not images:
         raise ValueError("no images: give --photos and/or --n-cue-conflict N with --cue-conflict DIR")

@@ -11,7 +11,7 @@ import json
 import math
 from pathlib import Path
 
-from .._io import atomic_write_json
+from .._io import atomic_write_json, check_same_settings
 from .evaluate import Scores, Setting
 
 __all__ = ["SearchCheckpoint"]
@@ -55,12 +55,7 @@ class SearchCheckpoint:
         data = json.loads(self.path.read_text())
         if data.get("format") != FORMAT:
             raise ValueError(f"{self.path} is not a placement-search checkpoint")
-        differ = sorted(k for k in set(self.config) | set(data["config"]) if self.config.get(k) != data["config"].get(k))
-        if differ:
-            raise ValueError(
-                f"cannot resume from {self.path}: it was made with other settings ({', '.join(differ)}); "
-                "rerun with the same options, or without --resume (or another --out) to start afresh"
-            )
+        check_same_settings(self.path, data["config"], self.config)
         self.dense = _scores(data["dense"]) if data.get("dense") else None
         self.phase_dense = {p: _scores(v) for p, v in data.get("phase_dense", {}).items()}
         self.phases = {

@@ -225,10 +225,7 @@ def search_placement(
         controls = {s: scored[r] for s, r in random.items()}
     reported, report_dense = {}, None
     if report is not None:
-        reported = dict(phase("report", chosen, dense=True, data=report)) if chosen else {}
-        if "report" not in state.phase_dense:  # nothing chosen: score dense alone
-            dense_only, _, t = evaluate_settings(model, [], *report, dense=True, **common)
-            state.save("report", reported, t["seconds"], dense_only, own_dense=True)
+        reported = dict(phase("report", chosen, dense=True, data=report))  # dense alone if nothing was chosen
         report_dense = state.phase_dense["report"]
     timing = dict(state.timing)
     timing["total"] = time.perf_counter() - start
