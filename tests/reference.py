@@ -29,7 +29,7 @@ def _order(row: np.ndarray, rank_by: str) -> list[int]:
 
 
 def reference_topk(x: torch.Tensor, k, *, ties="exact", mode="keep", rank_by="abs",
-                   invert=False, channel_dim=1) -> torch.Tensor:
+                   invert=False, channel_dim=1, fill="zero", shift=None) -> torch.Tensor:
     """Same contract as topk_plugin.functional.spatial_topk, computed slowly."""
     moved = x.detach().movedim(channel_dim, 1)
     n, c = moved.shape[:2]
@@ -52,10 +52,15 @@ def reference_topk(x: torch.Tensor, k, *, ties="exact", mode="keep", rank_by="ab
             if invert:
                 chosen = set(range(positions)) - chosen
             sel = sorted(chosen)
+            rest = sorted(set(range(positions)) - chosen)
             if mode == "keep":
                 out[i, j, sel] = row[sel]
             elif sel:
                 with np.errstate(invalid="ignore"):  # inf - inf: NaN, as documented
                     out[i, j, sel] = np.mean(row[sel])
+            if fill == "image-mean" and rest:
+                out[i, j, rest] = np.mean(row[rest])
+            if fill == "shift":
+                out[i, j, :] += float(shift[j])
     result = torch.from_numpy(out).reshape(moved.shape).movedim(1, channel_dim)
     return result.to(x.dtype)

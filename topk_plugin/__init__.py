@@ -11,6 +11,7 @@ from .modules import RandomK, TopK
 from .placement_spec import PlacementSpec, load_placement
 from .summary import SparsityRow, sparsity_summary
 from .surgery import NotATensorError, sparsified, sparsified_layers, sparsify, unsparsify
+from .calibrate import calibrate
 
 # After the core: registering the zoo's model names needs sparsify.
 from . import zoo  # noqa: E402
@@ -33,6 +34,7 @@ __all__ = [
     "load_placement",
     "sparsify",
     "unsparsify",
+    "calibrate",
     "sparsified",
     "sparsified_layers",
     "list_layers",

@@ -46,12 +46,13 @@ from . import _select_ops
 
 __all__ = [
     "spatial_topk", "random_k", "random_mask", "resolve_k", "topk_mask", "validate_k", "check_options",
-    "TIES", "MODES", "RANK_BY",
+    "TIES", "MODES", "RANK_BY", "FILLS",
 ]
 
 TIES = ("exact", "threshold")
 MODES = ("keep", "mean")
 RANK_BY = ("abs", "value")
+FILLS = ("zero", "shift", "image-mean")
 
 # Same-width integer views whose order matches the float order (see _rank_keys).
 _INT_VIEW = {
@@ -105,9 +106,10 @@ def resolve_k(k, positions: int) -> int:
     return max(1, min(positions, math.floor(exact)))
 
 
-def check_options(ties: str, mode: str, rank_by: str) -> None:
-    """Raise a clear error for an unknown ``ties``, ``mode`` or ``rank_by``."""
-    for name, value, allowed in (("ties", ties, TIES), ("mode", mode, MODES), ("rank_by", rank_by, RANK_BY)):
+def check_options(ties: str, mode: str, rank_by: str, fill: str = "zero") -> None:
+    """Raise a clear error for an unknown ``ties``, ``mode``, ``rank_by`` or ``fill``."""
+    for name, value, allowed in (("ties", ties, TIES), ("mode", mode, MODES), ("rank_by", rank_by, RANK_BY),
+                                 ("fill", fill, FILLS)):
         if value not in allowed:
             raise ValueError(f"{name}={value!r} is not one of {', '.join(map(repr, allowed))}")
 
@@ -224,6 +226,8 @@ def spatial_topk(
     rank_by: str = "abs",
     invert: bool = False,
     channel_dim: int = 1,
+    fill: str = "zero",
+    shift: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Keep the Top-K entries of ``x`` per sample and channel over all positions.
 
@@ -236,11 +240,42 @@ def spatial_topk(
         rank_by: ``"abs"`` or ``"value"``.
         invert: select every entry except the Top-K ones.
         channel_dim: the channel axis, 1 or -1.
+        fill: ``"zero"``, ``"shift"`` or ``"image-mean"`` (see the module docstring).
+        shift: for ``fill="shift"``, one value per channel (any device; cast to ``x``'s).
 
     Returns a tensor of ``x``'s shape, dtype, device and memory format.
     """
     _check_input(x, channel_dim)
-    check_options(ties, mode, rank_by)
+    check_options(ties, mode, rank_by, fill)
+    if fill == "shift":
+        return _zero_fill(x, k, ties, mode, rank_by, invert, channel_dim) + _channel_shift(shift, x, channel_dim)
+    if shift is not None:
+        raise ValueError(f"shift= is only used with fill='shift', not fill={fill!r}")
+    if fill == "image-mean":
+        mask = topk_mask(x, k, ties=ties, rank_by=rank_by, channel_dim=channel_dim)
+        if invert:
+            mask = ~mask
+        selected = torch.where(mask, x, 0.0) if mode == "keep" else _mean_fill_like(x, mask, channel_dim)
+        return torch.where(mask, selected, _mean_fill_like(x, ~mask, channel_dim))
+    return _zero_fill(x, k, ties, mode, rank_by, invert, channel_dim)
+
+
+def _channel_shift(shift, x: torch.Tensor, channel_dim: int) -> torch.Tensor:
+    """``shift`` as ``x``'s dtype and device, shaped to broadcast along ``x``'s channel axis."""
+    c_dim = channel_dim % x.ndim
+    channels = x.shape[c_dim]
+    if shift is None:
+        raise ValueError("fill='shift' needs the per-channel shift: calibrate it with "
+                         "topk_plugin.calibrate(model, images), or pass shift= (one value per channel)")
+    shift = torch.as_tensor(shift)
+    if shift.shape != (channels,):
+        raise ValueError(f"shift has shape {tuple(shift.shape)} but the input has {channels} channels "
+                         f"(shape {tuple(x.shape)}); calibrate it on this layer with topk_plugin.calibrate")
+    return shift.to(device=x.device, dtype=x.dtype).reshape((channels,) + (1,) * (x.ndim - 1 - c_dim))
+
+
+def _zero_fill(x, k, ties, mode, rank_by, invert, channel_dim) -> torch.Tensor:
+    """The selected entries (kept or mean-replaced), zeros elsewhere."""
     if _select_ops.use_kernel(x, channel_dim):
         return _spatial_topk_kernel(x, k, ties, mode, rank_by, invert, channel_dim)
     rows, dim, unflatten = _rows(x, channel_dim)

@@ -24,8 +24,9 @@ def _check_channel_dim(channel_dim: int) -> None:
 class TopK(nn.Module):
     """Spatial Top-K sparsity as a layer; settings are validated here, not at forward.
 
-    It holds no parameters or buffers, so adding it to a model never changes
-    the model's ``state_dict``.
+    It holds no parameters, and its only buffer (``shift``, for
+    ``fill="shift"``) is non-persistent, so adding it to a model never changes
+    the model's ``state_dict``; the shift is saved in a placement spec instead.
     """
 
     def __init__(
@@ -37,37 +38,57 @@ class TopK(nn.Module):
         rank_by: str = "abs",
         invert: bool = False,
         channel_dim: int = 1,
+        fill: str = "zero",
+        shift=None,
     ):
         super().__init__()
         validate_k(k)
-        check_options(ties, mode, rank_by)
+        check_options(ties, mode, rank_by, fill)
         _check_channel_dim(channel_dim)
+        if shift is not None and fill != "shift":
+            raise ValueError(f"shift= is only used with fill='shift', not fill={fill!r}")
         self.k = k
         self.ties = ties
         self.mode = mode
         self.rank_by = rank_by
         self.invert = bool(invert)
         self.channel_dim = channel_dim
+        self.fill = fill
+        # float64 so a shift read from a spec file is the calibrated value exactly
+        self.register_buffer("shift", None if shift is None else _as_shift(shift), persistent=False)
 
     def forward(self, x):
         return spatial_topk(x, **self.options())
 
     def options(self) -> dict:
         """The constructor arguments, e.g. to build an equal ``TopK``."""
-        return dict(
+        options = dict(
             k=self.k,
             ties=self.ties,
             mode=self.mode,
             rank_by=self.rank_by,
             invert=self.invert,
             channel_dim=self.channel_dim,
+            fill=self.fill,
         )
+        if self.fill == "shift":
+            options["shift"] = self.shift
+        return options
 
     def extra_repr(self) -> str:
-        defaults = dict(ties="exact", mode="keep", rank_by="abs", invert=False, channel_dim=1)
+        defaults = dict(ties="exact", mode="keep", rank_by="abs", invert=False, channel_dim=1, fill="zero")
         parts = [f"k={self.k!r}"]
         parts += [f"{key}={value!r}" for key, value in self.options().items() if key in defaults and defaults[key] != value]
+        if self.fill == "shift" and self.shift is None:
+            parts.append("uncalibrated")
         return ", ".join(parts)
+
+
+def _as_shift(shift) -> torch.Tensor:
+    shift = torch.as_tensor(shift, dtype=torch.float64)
+    if shift.ndim != 1:
+        raise ValueError(f"shift must hold one value per channel (1-D), got shape {tuple(shift.shape)}")
+    return shift
 
 
 class RandomK(nn.Module):

@@ -13,7 +13,10 @@ hand) should be reusable without code, and say where it came from. The JSON:
 
 ``layers`` maps module names to K (a fraction or an int count); ``options`` are
 ``sparsify`` keywords (``ties``, ``mode``, ``rank_by``, ``channel_dim``,
-``seed``); ``provenance`` is free-form. ``sparsify(model, spec)`` and
+``seed``, ``fill``); with ``"fill": "shift"``, ``shift`` maps layer names to
+their calibrated per-channel shift (a list of floats, written so that it reads
+back bit for bit; layers without one are calibrated after loading, see
+:func:`topk_plugin.calibrate`); ``provenance`` is free-form. ``sparsify(model, spec)`` and
 ``create_model(base, placement=spec)`` accept a ``PlacementSpec`` or the path of
 its file.
 """
@@ -32,7 +35,7 @@ __all__ = ["PlacementSpec", "load_placement", "FORMAT", "SPEC_OPTIONS"]
 
 FORMAT = "topk-plugin.placement"
 VERSION = 1
-SPEC_OPTIONS = ("ties", "mode", "rank_by", "invert", "channel_dim", "seed")
+SPEC_OPTIONS = ("ties", "mode", "rank_by", "invert", "channel_dim", "seed", "fill")
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class PlacementSpec:
     options: dict = field(default_factory=dict)
     model: str | None = None
     provenance: dict = field(default_factory=dict)
+    shift: dict = field(default_factory=dict)  # layer -> [float per channel], for fill="shift"
 
     def __post_init__(self):
         from .surgery import OPS
@@ -59,6 +63,32 @@ class PlacementSpec:
         unknown = sorted(set(self.options) - set(SPEC_OPTIONS))
         if unknown:
             raise ValueError(f"placement spec options {unknown} are unknown; allowed: {', '.join(SPEC_OPTIONS)}")
+        if self.shift and self.options.get("fill") != "shift":
+            raise ValueError("placement spec has 'shift' values but its options do not set \"fill\": \"shift\"")
+        for name, values in self.shift.items():
+            if name not in self.layers:
+                raise ValueError(f"placement spec has a shift for {name!r}, which is not in layers {list(self.layers)}")
+            if not isinstance(values, list) or not all(isinstance(v, numbers.Real) for v in values):
+                raise ValueError(f"placement spec shift of {name!r} must be a list of numbers (one per channel)")
+
+    @classmethod
+    def from_model(cls, model, *, model_name: str | None = None, provenance: dict | None = None) -> PlacementSpec:
+        """The Top-K layers of a sparsified ``model`` (and their calibrated shifts) as a spec."""
+        from .modules import TopK
+        from .surgery import sparsified_layers
+
+        ops = sparsified_layers(model)
+        if not ops or not all(isinstance(op, TopK) for op in ops.values()):
+            raise ValueError("PlacementSpec.from_model needs a model sparsified with op='topk' "
+                             f"(found {sorted({type(op).__name__ for op in ops.values()}) or 'no sparsified layer'})")
+        defaults = TopK(1).options()
+        options = [{key: value for key, value in op.options().items() if key not in ("k", "shift")
+                    and value != defaults[key]} for op in ops.values()]
+        if any(o != options[0] for o in options):
+            raise ValueError(f"the layers' options differ ({options}); a placement spec holds one set of options")
+        shift = {name: op.shift.tolist() for name, op in ops.items() if getattr(op, "shift", None) is not None}
+        return cls(layers={name: op.k for name, op in ops.items()}, op="topk", options=options[0],
+                   model=model_name, provenance=dict(provenance or {}), shift=shift)
 
     def to_json(self) -> dict:
         return {
@@ -69,6 +99,7 @@ class PlacementSpec:
             "layers": dict(self.layers),
             "options": dict(self.options),
             "provenance": dict(self.provenance),
+            **({"shift": dict(self.shift)} if self.shift else {}),
         }
 
     @classmethod
@@ -83,7 +114,8 @@ class PlacementSpec:
         }
         try:
             return cls(layers=layers, op=data.get("op", "topk"), options=dict(data.get("options") or {}),
-                       model=data.get("model"), provenance=dict(data.get("provenance") or {}))
+                       model=data.get("model"), provenance=dict(data.get("provenance") or {}),
+                       shift=dict(data.get("shift") or {}))
         except (TypeError, ValueError) as err:
             raise ValueError(f"{source}: {err}") from err
 
@@ -94,8 +126,10 @@ class PlacementSpec:
         return path
 
     def sparsify_kwargs(self) -> dict:
-        """``layers``, ``op`` and options, as keywords for :func:`topk_plugin.sparsify`."""
-        return dict(layers=dict(self.layers), op=self.op, **self.options)
+        """``layers`` (with their shifts), ``op`` and options, as keywords for :func:`topk_plugin.sparsify`."""
+        layers = {name: {"k": k, "shift": self.shift[name]} if name in self.shift else k
+                  for name, k in self.layers.items()}
+        return dict(layers=layers, op=self.op, **self.options)
 
 
 def load_placement(spec) -> PlacementSpec:

@@ -191,6 +191,8 @@ def _make_op(name: str, layer_k, op: str, options: dict, seed: int) -> TopK | Ra
     for key, default in (("ties", "exact"), ("rank_by", "abs")):
         if settings.pop(key) != default:
             raise ValueError(f"{key}= has no meaning for op='random' (it ignores the values); leave it at {default!r}")
+    if settings.pop("fill") != "zero":
+        raise ValueError("op='random' supports only fill='zero' (the control of the paper's op); leave fill at 'zero'")
     return RandomK(**settings, seed=_layer_seed(seed, name))
 
 
@@ -207,6 +209,7 @@ def sparsify(
     rank_by: str = "abs",
     invert: bool = False,
     channel_dim: int = 1,
+    fill: str = "zero",
 ) -> nn.Module:
     """Apply spatial Top-K (or its random-K control) to the output of each selected layer, in place.
 
@@ -226,6 +229,10 @@ def sparsify(
         ties, mode, rank_by, invert, channel_dim: see
             :func:`topk_plugin.functional.spatial_topk` (``ties`` and
             ``rank_by`` do not apply to ``op="random"``).
+        fill: what replaces the removed entries: ``"zero"`` (the paper),
+            ``"shift"`` (a per-channel constant; run :func:`topk_plugin.calibrate`
+            before use, or give each layer its ``shift`` in a dict / placement
+            spec) or ``"image-mean"`` (their per-image mean). ``op="topk"`` only.
 
     Returns ``model`` itself. Undo with :func:`unsparsify`. A module reached
     several times in one forward (e.g. a shared ReLU) is sparsified at each call.
@@ -236,14 +243,15 @@ def sparsify(
         raise ValueError(f"op={op!r} is not one of {', '.join(map(repr, OPS))}")
     if isinstance(layers, (PlacementSpec, os.PathLike)):
         spec = load_placement(layers)
-        given = dict(k=k, op=op, seed=seed, ties=ties, mode=mode, rank_by=rank_by, invert=invert, channel_dim=channel_dim)
+        given = dict(k=k, op=op, seed=seed, ties=ties, mode=mode, rank_by=rank_by, invert=invert, channel_dim=channel_dim,
+                     fill=fill)
         defaults = inspect.signature(sparsify).parameters
         clash = [key for key, value in given.items() if value != defaults[key].default]
         if clash:
             raise ValueError(f"the placement spec sets the layers, K and options; do not also pass {', '.join(clash)} "
                              "(edit the spec, or pass the layers and k directly)")
         return sparsify(model, method=method, **spec.sparsify_kwargs())
-    options = dict(ties=ties, mode=mode, rank_by=rank_by, invert=invert, channel_dim=channel_dim)
+    options = dict(ties=ties, mode=mode, rank_by=rank_by, invert=invert, channel_dim=channel_dim, fill=fill)
     chosen = resolve_layers(model, layers, k)
     modules = dict(model.named_modules())
     already = sparsified_layers(model)

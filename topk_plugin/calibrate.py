@@ -1,0 +1,120 @@
+"""``calibrate``: measure the per-channel shift of ``fill="shift"`` layers on unlabeled images.
+
+A layer's shift is the dataset mean, per channel, of what its Top-K removes
+(``x - spatial_topk(x, k)`` over images and positions), so the sparsified
+channel keeps its dataset mean. It is measured layer by layer in forward order:
+the earlier shift layers are calibrated first and run as at inference while a
+later one is measured. That is one pass over the images per shift layer, each
+pass stopping at the layer it measures.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .functional import spatial_topk
+from .modules import TopK
+from .surgery import sparsified_layers
+
+__all__ = ["calibrate", "removed_mean"]
+
+
+class _Reached(Exception):
+    """Raised by the measuring hook: the rest of the forward is not needed."""
+
+
+def removed_mean(x: torch.Tensor, op: TopK) -> tuple[torch.Tensor, int]:
+    """Per-channel float64 sum of what ``op`` (as with ``fill="zero"``) removes from ``x``, and the count."""
+    options = {**op.options(), "fill": "zero"}
+    options.pop("shift", None)
+    removed = x - spatial_topk(x, **options)
+    c_dim = op.channel_dim % x.ndim
+    dims = [d for d in range(x.ndim) if d != c_dim]
+    return removed.sum(dim=dims, dtype=torch.float64), x.numel() // x.shape[c_dim]
+
+
+def _batches(images) -> list | torch.Tensor:
+    if isinstance(images, torch.Tensor):
+        return [images]
+    if iter(images) is images:  # a generator: read once, used once per pass
+        return list(images)
+    return images
+
+
+def _tensor(batch) -> torch.Tensor:
+    if isinstance(batch, (tuple, list)):  # (images, labels) from a DataLoader
+        batch = batch[0]
+    if not isinstance(batch, torch.Tensor):
+        raise TypeError(f"calibrate expects batches of image tensors (or (images, labels) pairs), got {type(batch).__name__}")
+    return batch
+
+
+def calibrate(model: nn.Module, images, *, layers=None, progress: bool = False) -> dict[str, torch.Tensor]:
+    """Set the ``shift`` of every ``fill="shift"`` layer of ``model`` (or of ``layers``) from ``images``.
+
+    Args:
+        model: a model sparsified with ``fill="shift"`` (module or hook method).
+        images: input batches as the model takes them (normalised): one tensor,
+            a list of tensors, or a ``DataLoader`` (labels, if any, are ignored).
+        layers: names of the shift layers to (re)calibrate; default all of them.
+            The others keep their shift and run as they are.
+        progress: show a tqdm bar.
+
+    Returns ``{layer name: shift}`` (float64, one value per channel). The model
+    runs in eval mode without gradients and is left in the mode it was in.
+    """
+    shifted = {name: op for name, op in sparsified_layers(model).items()
+               if isinstance(op, TopK) and op.fill == "shift"}
+    if not shifted:
+        raise ValueError("no layer of the model has fill='shift': sparsify(model, layers, k, fill='shift') first")
+    names = list(shifted) if layers is None else [layers] if isinstance(layers, str) else list(layers)
+    unknown = [name for name in names if name not in shifted]
+    if unknown:
+        raise ValueError(f"layers {unknown} have no fill='shift' op; shift layers of this model: {list(shifted)}")
+    batches = _batches(images)
+    device = next((p.device for p in model.parameters()), None)
+    for name in names:
+        shifted[name].shift = None
+    pending = dict.fromkeys(names)
+    result = {}
+    was_training = model.training
+    model.eval()
+    bar = tqdm(total=len(names), desc="calibrating shift layers", unit="layer", disable=not progress)
+    try:
+        while pending:
+            sums: dict[str, list] = {}
+
+            def measure(name):
+                def hook(op, args):
+                    total, count = removed_mean(args[0], op)
+                    acc = sums.setdefault(name, [0.0, 0])
+                    acc[0] = acc[0] + total
+                    acc[1] += count
+                    raise _Reached
+
+                return hook
+
+            handles = [shifted[name].register_forward_pre_hook(measure(name)) for name in pending]
+            try:
+                with torch.no_grad():
+                    for batch in batches:
+                        x = _tensor(batch)
+                        try:
+                            model(x if device is None else x.to(device))
+                        except _Reached:
+                            pass
+            finally:
+                for handle in handles:
+                    handle.remove()
+            if not sums:
+                raise ValueError(f"layers {list(pending)} never ran on the calibration images "
+                                 "(are they used in forward? are there any images?)")
+            for name, (total, count) in sums.items():  # normally the one pending layer reached first
+                shifted[name].shift = result[name] = total / count
+                del pending[name]
+                bar.update(1)
+    finally:
+        bar.close()
+        model.train(was_training)
+    return result
