@@ -4,7 +4,7 @@ from collections import Counter
 import pytest
 
 from search.test_search import data, tiny_classifier  # noqa: F401  (the module's fixture)
-from topk_plugin.search import evaluate_settings, search_placement
+from topk_plugin.search import Setting, evaluate_settings, search_placement
 from topk_plugin.search.holdout import holdout_split, source_image, split_cue_conflict, split_imagenet
 from topk_plugin.shape_bias.dataset import CueConflictDataset
 from topk_plugin.shape_bias.imagenet import ImageNetImages
@@ -67,11 +67,12 @@ def test_search_chooses_on_one_half_and_reports_the_other(data, tmp_path):  # no
     plain = search_placement(tiny_classifier(), cue_s, in_s, **kw)
     assert (result.front, result.best, result.evaluated) == (plain.front, plain.best, plain.evaluated)
     chosen = set(result.front) | {result.best}
-    assert set(result.report) == chosen
+    decomposition = [Setting(result.best.layers, result.best.k, "topk", f) for f in ("zero", "shift", "image-mean")]
+    assert result.decomposition == decomposition and set(result.report) == chosen | set(decomposition)
     # the report half's scores are those of scoring the chosen settings on those images directly
     dense, direct, _ = evaluate_settings(tiny_classifier(), list(chosen), cue_r, in_r, cache=False, batch_size=6,
                                          workers=0, progress=False)
-    assert result.report == direct and result.report_dense == dense
+    assert {s: result.report[s] for s in chosen} == direct and result.report_dense == dense
     summary = result.to_json()
     assert summary["holdout"] == split
     best = summary["best"]

@@ -153,3 +153,25 @@ def test_search_placement_command(tiny_set, weights, imagenet_dir, tmp_path, cap
     assert code == 0
     table = capsys.readouterr().out
     assert "(all images;" in table and "held-out" not in table
+
+
+def test_search_placement_over_fills(tiny_set, weights, imagenet_dir, tmp_path, capsys):
+    import csv
+
+    out = tmp_path / "fills"
+    code = main(["search-placement", "--model", "tv:squeezenet1_1", "--weights", str(weights), "--data", str(tiny_set),
+                 "--imagenet", str(imagenet_dir), "--layers", "features.3", "features.6", "--topk", "0.5",
+                 "--max-layers", "1", "--fill", "zero", "shift", "--budget", "100", "--out", str(out),
+                 "--batch-size", "128", "--workers", "0", "--no-control"])
+    assert code == 0
+    table = capsys.readouterr().out
+    decomposition = table.split("what Top-K removes")[1].splitlines()
+    assert [line.split()[0] for line in decomposition[2:5]] == ["zero", "shift", "image-mean"]
+    rows = list(csv.DictReader((out / "evaluated.csv").open()))
+    assert sorted((r["fill"], r["layers"]) for r in rows if r["op"] == "topk") == [
+        ("shift", "features.3"), ("shift", "features.6"), ("zero", "features.3"), ("zero", "features.6")]
+    summary = json.loads((out / "search.json").read_text())
+    assert [r["fill"] for r in summary["decomposition"]] == ["zero", "shift", "image-mean"]
+    with pytest.raises(SystemExit):
+        main(["search-placement", "--model", "tv:squeezenet1_1", "--imagenet", str(imagenet_dir), "--fill", "mean"])
+    assert "invalid choice: 'mean'" in capsys.readouterr().err

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .._io import atomic_write_json, atomic_write_text, json_safe
 from ..shape_bias.intervals import format_field
+from ..functional import FILLS
 from .argtypes import add_evaluation_options, check_fractions, pick_device, positive_int
 
 HELP = "search Top-K placements: the Pareto front of shape bias vs ImageNet top-1, and the best within a budget"
@@ -27,6 +28,9 @@ def add_parser(sub) -> None:
     p.add_argument("--topk", nargs="+", type=float, default=[0.05, 0.1, 0.2], metavar="F", help="K fractions (default: 0.05 0.1 0.2)")
     p.add_argument("--max-layers", type=positive_int, default=2, help="largest number of layers combined (default: 2)")
     p.add_argument("--beam", type=positive_int, default=4, help="best single layers per K that are combined (default: 4)")
+    p.add_argument("--fill", nargs="+", choices=FILLS, default=["zero"], metavar="FILL",
+                   help="fills to search: zero (the paper), shift (a per-channel constant calibrated on the search's "
+                        "ImageNet images), image-mean (the ablation) (default: zero)")
     p.add_argument("--layers", nargs="+", metavar="NAME", help="candidate layers (default: every step of the sequential trunks)")
     p.add_argument("--no-control", dest="control", action="store_false", help="skip the random-K control")
     p.add_argument("--no-cache", dest="cache", action="store_false",
@@ -41,6 +45,26 @@ def add_parser(sub) -> None:
                    help="reuse the phases already in DIR/search.checkpoint.json (written after each phase)")
     add_evaluation_options(p, "placement-search")
     p.set_defaults(run=run)
+
+
+def _name(row: dict) -> str:
+    fill = row.get("fill", "zero")
+    return f"{row['topk']:g} @ {'+'.join(row['layers'])}" + ("" if fill == "zero" else f" fill={fill}")
+
+
+def _decomposition(rows: list) -> list[str]:
+    """The best's layers and K with each fill, on the held-out images."""
+    if not rows:
+        return []
+    lines = ["", f"what Top-K removes, at the best's layers and K (held-out images; 'vs zero': paired difference):",
+             f"{'fill':<12} {'shape_bias':>21} {'vs dense':>22} {'vs zero':>22} {'top-1':>21} {'vs dense':>22} "
+             f"{'vs zero':>22}"]
+    for row in rows:
+        zero = row.get("vs_zero", {})
+        lines.append(f"{row['fill']:<12} {format_field(row, 'shape_bias'):>21} {format_field(row, 'delta_shape_bias'):>22}"
+                     f" {format_field(zero, 'delta_shape_bias'):>22} {format_field(row, 'imagenet_top1'):>21}"
+                     f" {format_field(row, 'delta_top1'):>22} {format_field(zero, 'delta_top1'):>22}")
+    return lines
 
 
 def _table(summary: dict) -> str:
@@ -67,7 +91,7 @@ def _table(summary: dict) -> str:
              "'vs dense': paired difference)", head + f" {'rand.sb':>8} {'rand.top1':>9}",
              line("dense", summary["dense"])]
     for row in summary["front"]:
-        lines.append(line(f"{row['topk']:g} @ {'+'.join(row['layers'])}", row))
+        lines.append(line(_name(row), row))
     best = summary["best"]
     lines.append("")
     if best is None:
@@ -75,10 +99,11 @@ def _table(summary: dict) -> str:
     else:
         where = best.get("report") if held else best
         lines.append(f"best within {summary['budget']:g} points (chosen on the {side}): "
-                     f"{best['topk']:g} @ {'+'.join(best['layers'])}; "
+                     f"{_name(best)}; "
                      + ("held-out: " if held else "")
                      + f"shape bias {format_field(where, 'shape_bias')}, {format_field(where, 'delta_shape_bias')} vs dense; "
                        f"top-1 {format_field(where, 'imagenet_top1')}, {format_field(where, 'delta_top1')} vs dense")
+    lines += _decomposition(summary.get("decomposition", []))
     return "\n".join(lines)
 
 
@@ -99,11 +124,11 @@ def _csv(summary: dict) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf)
     names = [n for key in _CSV_SCORES for n in ((f"{key}_lo", f"{key}_hi") if key.endswith("_ci") else (key,))]
-    writer.writerow(["op", "topk", "layers", *names, *(f"held_out_{n}" for n in names)])
+    writer.writerow(["op", "fill", "topk", "layers", *names, *(f"held_out_{n}" for n in names)])
     rows = [summary["dense"]] + summary["evaluated"] + [r["control"] | {"layers": r["layers"], "topk": r["topk"]}
                                                        for r in summary["evaluated"] if "control" in r]
     for r in rows:
-        writer.writerow([r["op"], r.get("topk", 0), "+".join(r.get("layers", [])), *_csv_cells(r),
+        writer.writerow([r["op"], r.get("fill", "zero"), r.get("topk", 0), "+".join(r.get("layers", [])), *_csv_cells(r),
                          *_csv_cells(r.get("report"))])
     return buf.getvalue()
 
@@ -134,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         max_layers=args.max_layers, beam=args.beam, budget=args.budget, control=args.control, cache=args.cache,
         seed=args.seed, batch_size=args.batch_size, workers=args.workers, device=device,
         progress=not args.json or sys.stderr.isatty(), checkpoint=out / "search.checkpoint.json", resume=args.resume,
-        report=report, holdout=holdout,
+        report=report, holdout=holdout, fills=args.fill,
     )
     summary = json_safe(result.to_json())
     atomic_write_json(out / "search.json", summary)

@@ -2,7 +2,8 @@
 
 The file holds the search's configuration (a resume with other settings is
 refused, naming what differs), the dense scores, and the scores of every
-finished phase, per-image decisions included, so a resumed search returns
+finished phase, per-image decisions included, and the calibrated shifts of
+its ``fill="shift"`` settings, so a resumed search returns
 exactly what an uninterrupted one would.
 """
 from __future__ import annotations
@@ -20,11 +21,11 @@ FORMAT = "topk-plugin.search-checkpoint"
 
 
 def _setting_json(s: Setting) -> dict:
-    return {"layers": list(s.layers), "k": s.k, "op": s.op}
+    return {"layers": list(s.layers), "k": s.k, "op": s.op, "fill": s.fill}
 
 
 def _setting(d: dict) -> Setting:
-    return Setting(tuple(d["layers"]), d["k"], d["op"])
+    return Setting(tuple(d["layers"]), d["k"], d["op"], d.get("fill", "zero"))
 
 
 def _scores_json(v: Scores) -> dict:
@@ -48,6 +49,7 @@ class SearchCheckpoint:
         self.phase_dense: dict[str, Scores] = {}  # the dense model in phases on other images (the report half)
         self.phases: dict[str, dict] = {}
         self.timing: dict = {}
+        self.shifts: dict = {}  # fill="shift" Setting -> {layer: shift as a list}, saved with the next phase
         if resume and self.path is not None and self.path.is_file():
             self._load()
 
@@ -62,6 +64,7 @@ class SearchCheckpoint:
             phase: {_setting(s): _scores(v) for s, v in rows} for phase, rows in data["phases"].items()
         }
         self.timing = dict(data.get("timing", {}))
+        self.shifts = {_setting(s): v for s, v in data.get("shifts", [])}
 
     def done(self, phase: str) -> dict | None:
         return self.phases.get(phase)
@@ -85,4 +88,5 @@ class SearchCheckpoint:
             "phase_dense": {p: _scores_json(v) for p, v in self.phase_dense.items()},
             "phases": {p: [[_setting_json(s), _scores_json(v)] for s, v in rows.items()] for p, rows in self.phases.items()},
             "timing": self.timing,
+            "shifts": [[_setting_json(s), v] for s, v in self.shifts.items()],
         })

@@ -29,19 +29,21 @@ __all__ = ["Setting", "Scores", "evaluate_settings"]
 
 @dataclass(frozen=True)
 class Setting:
-    """One placement: the op after each of ``layers``, all with the same K."""
+    """One placement: the op after each of ``layers``, all with the same K and fill."""
 
     layers: tuple[str, ...]
     k: float
     op: str = "topk"
+    fill: str = "zero"
 
     def label(self) -> str:
-        return f"{self.op} {self.k:g} @ {'+'.join(self.layers)}"
+        return f"{self.op} {self.k:g} @ {'+'.join(self.layers)}" + ("" if self.fill == "zero" else f" fill={self.fill}")
 
-    def ops(self, seed: int) -> dict[str, nn.Module]:
-        """Fresh op modules, one per layer (``RandomK`` streams as ``sparsify(op='random', seed=seed)``)."""
+    def ops(self, seed: int, shifts: dict | None = None) -> dict[str, nn.Module]:
+        """Fresh op modules, one per layer (``RandomK`` streams as ``sparsify(op='random', seed=seed)``;
+        ``shifts``: ``{layer: shift}`` for ``fill="shift"``)."""
         if self.op == "topk":
-            return {layer: TopK(self.k) for layer in self.layers}
+            return {layer: TopK(self.k, fill=self.fill, shift=(shifts or {}).get(layer)) for layer in self.layers}
         return {layer: RandomK(self.k, seed=_layer_seed(seed, layer)) for layer in self.layers}
 
 
@@ -93,6 +95,7 @@ def evaluate_settings(
     device=None,
     progress: bool = True,
     dense: bool = True,
+    shifts: dict | None = None,
 ) -> tuple[Scores | None, dict[Setting, Scores], dict]:
     """``(dense scores, {setting: scores}, timing)`` for ``model`` on both data sets.
 
@@ -100,9 +103,10 @@ def evaluate_settings(
     with ``cache=True`` and none given one is built for the settings' layers.
     ``dense=False`` skips the dense model (its scores are then None; with the
     cache, each batch stops after the last layer a setting starts at).
+    ``shifts``: ``{setting: {layer: shift}}`` for the ``fill="shift"`` settings.
     """
     settings = list(dict.fromkeys(settings))
-    ops = {s: s.ops(seed) for s in settings}
+    ops = {s: s.ops(seed, (shifts or {}).get(s)) for s in settings}
     if cache and runner is None:
         runner = PrefixRunner(model, list(dict.fromkeys(layer for s in settings for layer in s.layers)))
     starts = defaultdict(list)

@@ -7,6 +7,12 @@ Phases, each one pass over the data (``evaluate_settings``):
    (best shape bias among those within the budget);
 3. the random-K control (same layers and K) for every front point and the best.
 
+Each phase searches every fill in ``fills`` (``"zero"``, the paper's op, by
+default); the ``fill="shift"`` settings are calibrated on the search's own
+ImageNet images (unlabeled use) before they are scored. With held-out images,
+the best is also reported with every fill at its layers and K (the
+decomposition: zero / shift / image-mean).
+
 The result holds every evaluated setting, the Pareto front of shape bias vs
 ImageNet top-1, and ``best``: the highest shape bias with top-1 at most
 ``budget`` percentage points below the dense model.
@@ -20,7 +26,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..functional import FILLS
 from ..placement_spec import PlacementSpec
+from ..shape_bias.batches import inference, model_normalization, stream_batches
 from ..shape_bias.dataset import CueConflictDataset
 from ..shape_bias.imagenet import ImageNetImages
 from ..shape_bias.intervals import cue_conflict_intervals, top1_intervals
@@ -29,6 +37,7 @@ from .evaluate import Scores, Setting, evaluate_settings
 from .front import best_within_budget, pareto_front
 from .checkpoint import SearchCheckpoint
 from .prefix import PrefixRunner, TraceError
+from .shifts import calibrate_settings
 
 __all__ = ["SearchResult", "search_placement"]
 
@@ -59,6 +68,8 @@ class SearchResult:
     report_dense: Scores | None = None
     report_labels: list = field(default_factory=list)
     holdout: dict | None = None  # how the images were split (None: no held-out report)
+    shifts: dict = field(default_factory=dict)  # fill="shift" Setting -> {layer: calibrated shift}
+    decomposition: list = field(default_factory=list)  # the best's layers and K with each fill (held out)
     _rows: dict = field(default_factory=dict, repr=False, compare=False)  # intervals, computed once per row
 
     def _with_intervals(self, scores: Scores, labels: list, dense: Scores | None) -> dict:
@@ -75,12 +86,25 @@ class SearchResult:
         return self._with_intervals(scores, self.report_labels, dense)
 
     def _row(self, s: Setting) -> dict:
-        row = {"layers": list(s.layers), "topk": s.k, "op": s.op, **self._scores(self.evaluated[s], self.dense)}
+        row = {"layers": list(s.layers), "topk": s.k, "op": s.op, "fill": s.fill,
+               **self._scores(self.evaluated[s], self.dense)}
         if s in self.controls:
             row["control"] = {"op": "random", **self._scores(self.controls[s], self.dense)}
         if s in self.report:
             row["report"] = self._reported(s)
         return row
+
+    def _decomposition(self) -> list[dict]:
+        """The best's layers and K with each fill on the held-out images, each also paired with fill='zero'."""
+        zero = next((s for s in self.decomposition if s.fill == "zero"), None)
+        rows = []
+        for s in self.decomposition:
+            row = {"layers": list(s.layers), "topk": s.k, "fill": s.fill, **self._reported(s)}
+            if zero is not None and s != zero:
+                paired = self._with_intervals(self.report[s], self.report_labels, self.report[zero])
+                row["vs_zero"] = {key: value for key, value in paired.items() if key.startswith("delta_")}
+            rows.append(row)
+        return rows
 
     def to_json(self) -> dict:
         dense = {"op": "dense", **self._scores(self.dense, None)}
@@ -95,6 +119,7 @@ class SearchResult:
             "front": [self._row(s) for s in self.front],
             "best": None if self.best is None else self._row(self.best),
             "evaluated": [self._row(s) for s in self.evaluated],
+            "decomposition": self._decomposition(),
             "timing": self.timing,
         }
 
@@ -110,7 +135,8 @@ class SearchResult:
 
         points = [with_ci(self._scores(self.dense, None), "dense")]
         points += [point(v, "topk") for s, v in self.evaluated.items() if s not in self.front]
-        points += [with_ci(self._scores(self.evaluated[s], self.dense), "topk", f"{s.k:g}@{'+'.join(s.layers)}")
+        points += [with_ci(self._scores(self.evaluated[s], self.dense), "topk",
+                           f"{s.k:g}@{'+'.join(s.layers)}" + ("" if s.fill == "zero" else f" {s.fill}"))
                    for s in self.front]
         points += [point(v, "random") for v in self.controls.values()]
         if self.best is not None:
@@ -135,7 +161,8 @@ class SearchResult:
             provenance["held_out"] = {**self.report[s].to_json(), "dense": self.report_dense.to_json(),
                                       "split": self.holdout}
         return PlacementSpec(layers={layer: s.k for layer in s.layers}, op="topk", model=self.model,
-                             provenance=provenance)
+                             options={} if s.fill == "zero" else {"fill": s.fill}, provenance=provenance,
+                             shift=dict(self.shifts.get(s, {})))
 
 
 def search_placement(
@@ -160,6 +187,7 @@ def search_placement(
     resume: bool = False,
     report=None,
     holdout: dict | None = None,
+    fills=("zero",),
 ) -> SearchResult:
     """Search Top-K placements of ``model`` (see the module doc); returns a ``SearchResult``.
 
@@ -168,11 +196,15 @@ def search_placement(
     ``report``: ``(cue, imagenet)`` images the search does not see, on which the
     front and the best are scored again (``holdout_split`` makes both halves;
     ``holdout`` describes the split in the result).
+    ``fills``: the fills searched (see :func:`topk_plugin.functional.spatial_topk`).
     """
     if max_layers < 1 or beam < 1:
         raise ValueError(f"max_layers ({max_layers}) and beam ({beam}) must be >= 1")
     if budget < 0:
         raise ValueError(f"budget must be >= 0 percentage points, got {budget}")
+    fills = tuple(dict.fromkeys(fills))
+    if not fills or any(f not in FILLS for f in fills):
+        raise ValueError(f"fills {list(fills)} must be one or more of {', '.join(map(repr, FILLS))}")
     start = time.perf_counter()
     if candidates is None:
         image = cue[0][0]
@@ -192,26 +224,46 @@ def search_placement(
     config = dict(model=name, candidates=list(candidates), topks=list(topks), max_layers=max_layers, beam=beam,
                   budget=budget, control=control, seed=seed, cue=[str(cue.root), len(cue)],
                   imagenet=[str(imagenet.root), len(imagenet)],
-                  report=None if report is None else [len(report[0]), len(report[1])], holdout=holdout)
+                  report=None if report is None else [len(report[0]), len(report[1])], holdout=holdout,
+                  fills=list(fills))
     state = SearchCheckpoint(checkpoint, config, resume)
+    calibration: list = []  # the search's ImageNet images, decoded once when a shift needs calibrating
 
-    def phase(label: str, settings: list[Setting], dense: bool = False, data=(cue, imagenet)) -> dict:
+    def calibrated(settings: list[Setting]) -> float:
+        if all(s.fill != "shift" or s in state.shifts for s in settings):
+            return 0.0
+        tick = time.perf_counter()
+        if not calibration:
+            mean, std = model_normalization(model)
+            dev = torch.device(device) if device is not None else next((p.device for p in model.parameters()), None)
+            calibration.extend(x for x, _, _ in stream_batches(imagenet, batch_size=batch_size, workers=workers,
+                                                               device=dev, mean=mean, std=std))
+        with inference(model):
+            state.shifts = calibrate_settings(model, settings, calibration, state.shifts)
+        return time.perf_counter() - tick
+
+    def phase(label: str, settings: list[Setting], dense: bool = False, data=None) -> dict:
+        """``data``: other images than the search's (the report half), with their own dense scores."""
         if state.done(label) is None:
-            scored_dense, scored, t = evaluate_settings(model, settings, *data, dense=dense, **common)
-            state.save(label, scored, t["seconds"], scored_dense, own_dense=data[0] is not cue)
+            seconds = calibrated(settings)
+            scored_dense, scored, t = evaluate_settings(model, settings, *(data or (cue, imagenet)), dense=dense,
+                                                        shifts=state.shifts, **common)
+            state.save(label, scored, seconds + t["seconds"], scored_dense, own_dense=data is not None)
         return state.done(label)
 
-    evaluated = dict(phase("singles", [Setting((layer,), k) for k in topks for layer in candidates], dense=True))
+    evaluated = dict(phase("singles", [Setting((layer,), k, "topk", f) for f in fills for k in topks
+                                       for layer in candidates], dense=True))
     dense = state.dense
     combos = []
     order = {layer: i for i, layer in enumerate(candidates)}
-    for k in topks:
-        ok = {s: v for s, v in evaluated.items() if s.k == k}
-        within = [s for s in ok if (dense.imagenet_top1 - ok[s].imagenet_top1) * 100 <= budget]
-        top = sorted(within, key=lambda s: -ok[s].shape_bias)[:beam]
-        layers = sorted((s.layers[0] for s in top), key=order.__getitem__)
-        for size in range(2, max_layers + 1):
-            combos += [Setting(group, k) for group in itertools.combinations(layers, size)]
+    for f in fills:
+        for k in topks:
+            ok = {s: v for s, v in evaluated.items() if s.k == k and s.fill == f}
+            within = [s for s in ok if (dense.imagenet_top1 - ok[s].imagenet_top1) * 100 <= budget]
+            top = sorted(within, key=lambda s: -ok[s].shape_bias)[:beam]
+            layers = sorted((s.layers[0] for s in top), key=order.__getitem__)
+            for size in range(2, max_layers + 1):
+                combos += [Setting(group, k, "topk", f) for group in itertools.combinations(layers, size)]
     if combos:
         evaluated.update(phase("combinations", combos))
 
@@ -219,13 +271,17 @@ def search_placement(
     best = best_within_budget(evaluated, dense.imagenet_top1, budget)
     controls = {}
     chosen = list(dict.fromkeys(front + ([best] if best else [])))
-    if control and chosen:
-        random = {s: Setting(s.layers, s.k, "random") for s in chosen}
+    zero_fill = [s for s in chosen if s.fill == "zero"]  # the control is the paper's op with random positions
+    if control and zero_fill:
+        random = {s: Setting(s.layers, s.k, "random") for s in zero_fill}
         scored = phase("controls", list(random.values()))
         controls = {s: scored[r] for s, r in random.items()}
-    reported, report_dense = {}, None
+    reported, report_dense, decomposition = {}, None, []
     if report is not None:
-        reported = dict(phase("report", chosen, dense=True, data=report))  # dense alone if nothing was chosen
+        if best is not None:
+            decomposition = [Setting(best.layers, best.k, "topk", f) for f in FILLS]
+        # dense alone if nothing was chosen
+        reported = dict(phase("report", list(dict.fromkeys(chosen + decomposition)), dense=True, data=report))
         report_dense = state.phase_dense["report"]
     timing = dict(state.timing)
     timing["total"] = time.perf_counter() - start
@@ -233,4 +289,6 @@ def search_placement(
     timing["settings"] = len(evaluated) + len(controls)
     return SearchResult(name, list(candidates), budget, dense, evaluated, front, best, controls, timing,
                         labels=cue.label_pairs(), report=reported, report_dense=report_dense,
-                        report_labels=report[0].label_pairs() if report is not None else [], holdout=holdout)
+                        report_labels=report[0].label_pairs() if report is not None else [], holdout=holdout,
+                        shifts={s: v for s, v in state.shifts.items() if s in evaluated or s in reported},
+                        decomposition=decomposition)
