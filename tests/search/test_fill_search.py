@@ -5,7 +5,6 @@ import dataclasses
 import json
 
 import pytest
-import torch
 
 import topk_plugin
 from search.test_search import data, tiny_classifier  # noqa: F401 (fixture)
