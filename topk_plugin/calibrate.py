@@ -34,7 +34,7 @@ def removed_mean(x: torch.Tensor, op: TopK) -> tuple[torch.Tensor, int]:
     return removed.sum(dim=dims, dtype=torch.float64), x.numel() // x.shape[c_dim]
 
 
-def _batches(images) -> list | torch.Tensor:
+def _batches(images):
     if isinstance(images, torch.Tensor):
         return [images]
     if iter(images) is images:  # a generator: read once, used once per pass

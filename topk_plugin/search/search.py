@@ -165,6 +165,16 @@ class SearchResult:
                              shift=dict(self.shifts.get(s, {})))
 
 
+class _Images:
+    """Re-iterable normalised batches of a dataset: each pass decodes them again."""
+
+    def __init__(self, dataset, options: dict):
+        self.dataset, self.options = dataset, options
+
+    def __iter__(self):
+        return (x for x, _, _ in stream_batches(self.dataset, **self.options))
+
+
 def search_placement(
     model: nn.Module,
     cue: CueConflictDataset,
@@ -227,25 +237,26 @@ def search_placement(
                   report=None if report is None else [len(report[0]), len(report[1])], holdout=holdout,
                   fills=list(fills))
     state = SearchCheckpoint(checkpoint, config, resume)
-    calibration: list = []  # the search's ImageNet images, decoded once when a shift needs calibrating
 
     def calibrated(settings: list[Setting]) -> float:
+        """Calibrate the new shift settings on the search's ImageNet images (decoded again per pass,
+        so a full-size ImageNet is never held in memory); returns the seconds spent."""
         if all(s.fill != "shift" or s in state.shifts for s in settings):
             return 0.0
         tick = time.perf_counter()
-        if not calibration:
-            mean, std = model_normalization(model)
-            dev = torch.device(device) if device is not None else next((p.device for p in model.parameters()), None)
-            calibration.extend(x for x, _, _ in stream_batches(imagenet, batch_size=batch_size, workers=workers,
-                                                               device=dev, mean=mean, std=std))
+        mean, std = model_normalization(model)
+        dev = torch.device(device) if device is not None else next((p.device for p in model.parameters()), None)
+        images = _Images(imagenet, dict(batch_size=batch_size, workers=workers, device=dev, mean=mean, std=std))
         with inference(model):
-            state.shifts = calibrate_settings(model, settings, calibration, state.shifts)
+            state.shifts = calibrate_settings(model, settings, images, state.shifts)
         return time.perf_counter() - tick
 
     def phase(label: str, settings: list[Setting], dense: bool = False, data=None) -> dict:
         """``data``: other images than the search's (the report half), with their own dense scores."""
         if state.done(label) is None:
             seconds = calibrated(settings)
+            if seconds:
+                state.timing[f"{label}_calibration"] = seconds  # also inside the phase's time
             scored_dense, scored, t = evaluate_settings(model, settings, *(data or (cue, imagenet)), dense=dense,
                                                         shifts=state.shifts, **common)
             state.save(label, scored, seconds + t["seconds"], scored_dense, own_dense=data is not None)

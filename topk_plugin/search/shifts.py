@@ -53,11 +53,11 @@ def _single_shifts(model: nn.Module, settings: list[Setting], batches) -> dict[S
     return {s: {s.layers[0]: (total / count).tolist()} for s, (total, count) in sums.items()}
 
 
-def calibrate_settings(model: nn.Module, settings: list[Setting], batches: list, known: dict | None = None) -> dict:
+def calibrate_settings(model: nn.Module, settings: list[Setting], batches, known: dict | None = None) -> dict:
     """``{setting: {layer: shift as a list of floats}}`` for the ``fill="shift"`` settings.
 
-    ``batches``: normalised calibration inputs for ``model`` (it runs as it is
-    now: put it in eval mode); settings already in ``known`` are not measured again.
+    ``batches``: normalised calibration inputs for ``model``, re-iterable (one
+    pass per calibrated layer; the model runs as it is now: put it in eval mode); settings already in ``known`` are not measured again.
     """
     shifts = dict(known or {})
     todo = [s for s in dict.fromkeys(settings) if s.op == "topk" and s.fill == "shift" and s not in shifts]
@@ -67,7 +67,7 @@ def calibrate_settings(model: nn.Module, settings: list[Setting], batches: list,
     shifts.update(_single_shifts(model, singles, batches))
     combos = [s for s in todo if len(s.layers) > 1]
     if combos:
-        order = _forward_order(model, batches[0][:1], {layer for s in combos for layer in s.layers})
+        order = _forward_order(model, next(iter(batches))[:1], {layer for s in combos for layer in s.layers})
         single = {(s.k, s.layers[0]): v for s, v in shifts.items() if len(s.layers) == 1}
         for s in combos:
             first = min(s.layers, key=order.__getitem__)
