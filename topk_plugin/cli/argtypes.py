@@ -39,16 +39,26 @@ def check_fractions(values, *, dense_zero: bool) -> None:
 
 
 def add_evaluation_options(parser: argparse.ArgumentParser, out_default: str) -> None:
-    """--out, --batch-size, --workers, --device, --json: the options every evaluating command shares."""
+    """--out, --batch-size, --workers, --device, --json, --limit-per-class: the options the
+    evaluating commands share."""
     parser.add_argument("--out", metavar="DIR", default=out_default, help=f"output folder (default: {out_default})")
     parser.add_argument("--batch-size", type=positive_int, default=32)
-    parser.add_argument("--workers", type=int, default=2, help="image decoding processes")
-    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    parser.add_argument("--workers", type=int, default=2, help="image decoding processes (per process under torchrun)")
+    parser.add_argument("--device", default=None,
+                        help="cpu, cuda, ... (default: cuda if available; under torchrun cuda:LOCAL_RANK)")
+    parser.add_argument("--limit-per-class", type=positive_int, metavar="N",
+                        help="use the first N images (by file name) of each ImageNet class: a quick, deterministic "
+                             "subsample of a full-size --imagenet folder")
     parser.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
 
 
 def pick_device(name: str | None):
-    """``--device``, else CUDA when there is one, else the CPU."""
+    """``--device``, else CUDA when there is one, else the CPU; under torchrun, ``cuda`` is ``cuda:LOCAL_RANK``."""
     import torch
 
-    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from ..distributed import current
+
+    device = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", current().local_rank)
+    return device

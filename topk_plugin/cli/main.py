@@ -7,6 +7,7 @@ import sys
 from . import analysis, claim, fastgan, fid, search_placement, shape_bias, stylize, train
 
 SUBCOMMANDS = [shape_bias, search_placement, analysis, claim, fastgan, fid, train, stylize]
+DISTRIBUTED = ("shape-bias", "search-placement")  # the commands that run under torchrun
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,10 +22,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .. import distributed
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    # under torchrun (WORLD_SIZE > 1): join the group; evaluators shard, rank 0 writes
+    env = distributed.setup(getattr(args, "device", None)) if args.command in DISTRIBUTED else None
     try:
         return int(args.run(args) or 0)
-    except (ValueError, FileNotFoundError) as err:  # user errors: one clear line
+    except (ValueError, FileNotFoundError, distributed.RankError) as err:  # user errors: one clear line
         print(f"topk-plugin {args.command}: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        if env is not None:
+            distributed.teardown(env)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from .._io import atomic_write_json, atomic_write_text, json_safe
+from ..distributed import current
 from ..shape_bias.intervals import format_field
 from ..functional import FILLS
 from .argtypes import add_evaluation_options, check_fractions, pick_device, positive_int
@@ -148,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     model = load_model(args.model, args.weights).to(device).eval()
     cue = CueConflictDataset(find_cue_conflict(args.data))
-    imagenet = ImageNetImages(args.imagenet, eval_transform(model))
+    imagenet = ImageNetImages(args.imagenet, eval_transform(model), limit_per_class=args.limit_per_class)
     report = holdout = None
     if args.holdout:
         (cue, imagenet), report = holdout_split(cue, imagenet, seed=args.split_seed)
@@ -161,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.json or sys.stderr.isatty(), checkpoint=out / "search.checkpoint.json", resume=args.resume,
         report=report, holdout=holdout, fills=args.fill,
     )
+    if not current().main:
+        return 0  # under torchrun every process has the result; rank 0 writes and prints it
     summary = json_safe(result.to_json())
     atomic_write_json(out / "search.json", summary)
     atomic_write_text(out / "evaluated.csv", _csv(summary))

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from .._io import atomic_write_json, json_safe
+from ..distributed import current
 from ..shape_bias.intervals import cue_conflict_intervals, format_field, top1_intervals, trial_intervals
 from ..shape_bias.metrics import ShapeBiasResult, shape_bias
 from ..shape_bias.mvh_csv import read_trials, write_trials
@@ -120,7 +121,8 @@ def _from_model(args, out: Path) -> tuple[list[dict], list[ShapeBiasResult]]:
     dataset = CueConflictDataset(find_cue_conflict(args.data))
     device = pick_device(args.device)
     model = load_model(args.model, args.weights).to(device).eval()
-    imagenet = ImageNetImages(args.imagenet, eval_transform(model)) if args.imagenet else None
+    imagenet = (ImageNetImages(args.imagenet, eval_transform(model), limit_per_class=args.limit_per_class)
+                if args.imagenet else None)
     layers, channel_dim = placement(args.model, model, args.layers)
     progress = not args.json or sys.stderr.isatty()
     rows, results, per_image = [], [], []
@@ -128,18 +130,20 @@ def _from_model(args, out: Path) -> tuple[list[dict], list[ShapeBiasResult]]:
         name = _variant_name(args.model, f) + ("_random" if op == "random" else "")
         context = contextlib.nullcontext() if op == "dense" else sparsified(
             model, layers, f, op=op, seed=args.seed, channel_dim=channel_dim)
-        extra, hits = {}, None
+        extra, hits, seconds = {}, None, 0.0
         with context:  # one context for both data sets: a random-K stream runs on across them
             ev = evaluate_model(model, dataset, name=name, batch_size=args.batch_size, workers=args.workers,
                                 progress=progress)
+            seconds += ev.seconds
             if imagenet is not None:
                 top1 = evaluate_imagenet(model, imagenet, name=name, batch_size=args.batch_size,
                                          workers=args.workers, progress=progress)
                 extra["imagenet_top1"], hits = top1.top1, top1.correct
+                seconds += top1.seconds
         per_image.append(([t.decision for t in ev.trials], hits))
-        csv_path = write_trials(ev.trials, name, out)
-        rows.append(_row(ev.result, None if op == "dense" else f, ev.seconds, op=op,
-                         layers=None if op == "dense" else list(layers), csv=str(csv_path), **extra))
+        csv_path = str(write_trials(ev.trials, name, out)) if current().main else None  # rank 0 writes
+        rows.append(_row(ev.result, None if op == "dense" else f, seconds, op=op,
+                         layers=None if op == "dense" else list(layers), csv=csv_path, **extra))
         results.append(ev.result)
     _add_intervals(rows, per_image, dataset.label_pairs(), args.seed)
     return rows, results
@@ -159,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
     from ..shape_bias.plot import plot_shape_bias, plot_tradeoff
 
     out = Path(args.out)
+    if args.csv and args.limit_per_class:
+        raise ValueError("--limit-per-class applies to --imagenet with a model, not to --csv files")
     if not args.csv and not args.model:
         args.model = DEFAULT_MODEL
     if args.csv and (args.imagenet or args.control):
@@ -168,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
         results = None
     else:
         rows, results = _from_model(args, out)
+        if not current().main:
+            return 0  # under torchrun every process has the results; rank 0 writes and prints them
     summary = {"results": rows}
     if results is not None:
         humans = None

@@ -42,8 +42,10 @@ def _scores(d: dict) -> Scores:
 class SearchCheckpoint:
     """Phases done so far (``{phase: {setting: scores}}``) for one configuration."""
 
-    def __init__(self, path: str | Path | None, config: dict, resume: bool = False):
+    def __init__(self, path: str | Path | None, config: dict, resume: bool = False, write: bool = True):
+        """``write=False``: read the file on resume but never write it (every process but rank 0)."""
         self.path = None if path is None else Path(path)
+        self.write = write
         self.config = json.loads(json.dumps(config))  # as it reads back from JSON
         self.dense: Scores | None = None
         self.phase_dense: dict[str, Scores] = {}  # the dense model in phases on other images (the report half)
@@ -79,7 +81,7 @@ class SearchCheckpoint:
             self.phase_dense[phase] = dense
         elif dense is not None:
             self.dense = dense
-        if self.path is None:
+        if self.path is None or not self.write:
             return
         atomic_write_json(self.path, {
             "format": FORMAT,

@@ -3,7 +3,8 @@
 Each batch is decoded once for all settings. With ``cache=True`` the dense
 prefix up to a setting's first layer is computed once per batch and shared by
 every setting that starts there (``PrefixRunner``); ``cache=False`` runs the
-whole model per setting (the naive search, same numbers).
+whole model per setting (the naive search, same numbers). Under torchrun each
+process scores its shard of the images and every process gets all the scores.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..distributed import current, gather, in_index_order, shard
 from ..modules import RandomK, TopK
 from ..shape_bias.batches import inference, model_device, model_normalization, stream_batches
 from ..shape_bias.dataset import CueConflictDataset
@@ -62,7 +64,7 @@ class Scores:
 
 
 class _Tally:
-    """Per-setting decisions and hits, turned into ``Scores`` at the end."""
+    """Per-setting ``(index, trial)`` and ``(index, hit)`` pairs of this process' shard."""
 
     def __init__(self):
         self.trials = defaultdict(list)
@@ -70,15 +72,18 @@ class _Tally:
 
     def add(self, key, dataset, indices, logits):
         if isinstance(dataset, CueConflictDataset):
-            self.trials[key] += cue_conflict_trials(dataset, indices, logits, "search")
+            self.trials[key] += zip(indices.tolist(), cue_conflict_trials(dataset, indices, logits, "search"))
         else:
-            self.hits[key] += top1_hits(dataset, indices, logits)
+            self.hits[key] += zip(indices.tolist(), top1_hits(dataset, indices, logits))
 
-    def scores(self, key) -> Scores:
-        result = shape_bias(self.trials[key], "search")
-        hits = self.hits[key]
-        return Scores(result.shape_bias, result.shape_or_texture, result.accuracy, sum(hits) / len(hits),
-                      result.near_chance, tuple(t.decision for t in self.trials[key]), tuple(hits))
+
+def _scores(tallies: list[_Tally], key) -> Scores:
+    """One setting's scores from every process' tally, in image order."""
+    trials = in_index_order(t.trials[key] for t in tallies)
+    hits = in_index_order(t.hits[key] for t in tallies)
+    result = shape_bias(trials, "search")
+    return Scores(result.shape_bias, result.shape_or_texture, result.accuracy, sum(hits) / len(hits),
+                  result.near_chance, tuple(t.decision for t in trials), tuple(hits))
 
 
 def evaluate_settings(
@@ -118,35 +123,42 @@ def evaluate_settings(
         last_start = max(starts, key=order.__getitem__, default=None)
     mean, std = model_normalization(model)
     device = torch.device(device) if device is not None else model_device(model)
-    tally = _Tally()
+    env = current()  # under torchrun: this process' shard of each data set, then every shard's results
     timing = {"data_wait": 0.0, "model": 0.0}
     start = time.perf_counter()
     total = len(cue) + len(imagenet)
-    with inference(model), tqdm(total=total, desc=f"{len(settings)} settings", unit="img", disable=not progress) as bar:
-        for dataset in (cue, imagenet):
-            for x, indices, wait in stream_batches(dataset, batch_size=batch_size, workers=workers, device=device,
-                                                   mean=mean, std=std):
-                timing["data_wait"] += wait
-                tick = time.perf_counter()
-                if cache:
-                    for layer, state in runner.walk(x):
-                        if layer is None:
-                            tally.add(None, dataset, indices, state)
-                            break
-                        for s, first in starts.get(layer, []):
-                            later = {name: op for name, op in ops[s].items() if name != first}
-                            with attached(model, later):
-                                out = runner.tail(first, state, ops[s][first](runner.value(first, state)))
-                            tally.add(s, dataset, indices, out)
-                        if layer == last_start and not dense:
-                            break  # the rest of the walk would only give the dense output
-                else:
-                    if dense:
-                        tally.add(None, dataset, indices, model(x))
-                    for s in settings:
-                        with attached(model, ops[s]):
-                            tally.add(s, dataset, indices, model(x))
-                timing["model"] += time.perf_counter() - tick
-                bar.update(len(indices))
+
+    def work() -> _Tally:
+        tally = _Tally()
+        with inference(model), tqdm(total=total, desc=f"{len(settings)} settings", unit="img",
+                                    disable=not (progress and env.main)) as bar:
+            for dataset in (cue, imagenet):
+                for x, indices, wait in stream_batches(shard(dataset, env), batch_size=batch_size, workers=workers,
+                                                       device=device, mean=mean, std=std):
+                    timing["data_wait"] += wait
+                    tick = time.perf_counter()
+                    if cache:
+                        for layer, state in runner.walk(x):
+                            if layer is None:
+                                tally.add(None, dataset, indices, state)
+                                break
+                            for s, first in starts.get(layer, []):
+                                later = {name: op for name, op in ops[s].items() if name != first}
+                                with attached(model, later):
+                                    out = runner.tail(first, state, ops[s][first](runner.value(first, state)))
+                                tally.add(s, dataset, indices, out)
+                            if layer == last_start and not dense:
+                                break  # the rest of the walk would only give the dense output
+                    else:
+                        if dense:
+                            tally.add(None, dataset, indices, model(x))
+                        for s in settings:
+                            with attached(model, ops[s]):
+                                tally.add(s, dataset, indices, model(x))
+                    timing["model"] += time.perf_counter() - tick
+                    bar.update(len(indices) * env.world)
+        return tally
+
+    tallies = gather(env, work)
     timing["seconds"] = time.perf_counter() - start
-    return (tally.scores(None) if dense else None), {s: tally.scores(s) for s in settings}, timing
+    return (_scores(tallies, None) if dense else None), {s: _scores(tallies, s) for s in settings}, timing

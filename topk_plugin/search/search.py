@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..distributed import current
 from ..functional import FILLS
 from ..placement_spec import PlacementSpec
 from ..shape_bias.batches import inference, model_normalization, stream_batches
@@ -236,7 +237,7 @@ def search_placement(
                   imagenet=[str(imagenet.root), len(imagenet)],
                   report=None if report is None else [len(report[0]), len(report[1])], holdout=holdout,
                   fills=list(fills))
-    state = SearchCheckpoint(checkpoint, config, resume)
+    state = SearchCheckpoint(checkpoint, config, resume, write=current().main)  # under torchrun: rank 0 writes
 
     def calibrated(settings: list[Setting]) -> float:
         """Calibrate the new shift settings on the search's ImageNet images (decoded again per pass,

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..distributed import current, gather, in_index_order, shard
 from .batches import IMAGENET_MEAN, IMAGENET_STD, inference, model_device, model_normalization, stream_batches
 from .categories import decisions
 from .dataset import CueConflictDataset
@@ -40,6 +41,9 @@ def evaluate_model(
 ) -> Evaluation:
     """Decisions of ``model`` (1000 ImageNet logits) on every stimulus, and the metrics.
 
+    Under torchrun each process runs its shard of the stimuli and every
+    process gets all the trials, in stimulus order (``topk_plugin.distributed``).
+
     Images stream from ``workers`` decoding processes; each batch is
     normalised with ``mean``/``std`` (default: the model's own, see
     :func:`model_normalization`) on ``device`` (default: the model's device).
@@ -50,26 +54,32 @@ def evaluate_model(
     if mean is None or std is None:
         mean, std = model_normalization(model)
     device = torch.device(device) if device is not None else model_device(model)
-    trials: list[Trial] = []
-    data_seconds = model_seconds = 0.0
+    env = current()  # under torchrun: this process' shard, then every shard's trials
     start = time.perf_counter()
-    batches = stream_batches(dataset, batch_size=batch_size, workers=workers, device=device, mean=mean, std=std,
-                             channels_last=channels_last)
-    with inference(model, channels_last), tqdm(total=len(dataset), desc=f"cue-conflict {name}", unit="img",
-                                                disable=not progress) as bar:
-        for x, indices, wait in batches:
-            data_seconds += wait
-            got = time.perf_counter()
-            logits = model(x)
-            if logits.ndim != 2 or logits.shape[1] != 1000:
-                raise ValueError(
-                    f"{name} returned shape {tuple(logits.shape)}; shape bias needs 1000 ImageNet logits"
-                )
-            trials += cue_conflict_trials(dataset, indices, logits, name)
-            model_seconds += time.perf_counter() - got
-            bar.update(len(indices))
+
+    def work():
+        trials, data_seconds, model_seconds = [], 0.0, 0.0
+        batches = stream_batches(shard(dataset, env), batch_size=batch_size, workers=workers, device=device,
+                                 mean=mean, std=std, channels_last=channels_last)
+        with inference(model, channels_last), tqdm(total=len(dataset), desc=f"cue-conflict {name}", unit="img",
+                                                    disable=not (progress and env.main)) as bar:
+            for x, indices, wait in batches:
+                data_seconds += wait
+                got = time.perf_counter()
+                logits = model(x)
+                if logits.ndim != 2 or logits.shape[1] != 1000:
+                    raise ValueError(
+                        f"{name} returned shape {tuple(logits.shape)}; shape bias needs 1000 ImageNet logits"
+                    )
+                trials += zip(indices.tolist(), cue_conflict_trials(dataset, indices, logits, name))
+                model_seconds += time.perf_counter() - got
+                bar.update(len(indices) * env.world)
+        return trials, data_seconds, model_seconds
+
+    parts = gather(env, work)
+    trials = in_index_order(p[0] for p in parts)
     seconds = time.perf_counter() - start
-    return Evaluation(shape_bias(trials, name), trials, seconds, data_seconds, model_seconds)
+    return Evaluation(shape_bias(trials, name), trials, seconds, parts[env.rank][1], parts[env.rank][2])
 
 
 def cue_conflict_trials(dataset: CueConflictDataset, indices: torch.Tensor, logits: torch.Tensor, name: str) -> list[Trial]:

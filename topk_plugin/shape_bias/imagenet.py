@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
+from ..distributed import current, gather, in_index_order, shard
 from .batches import inference, model_device, model_normalization, stream_batches
 
 __all__ = ["ImageNetImages", "ImageNetError", "TopOneResult", "evaluate_imagenet", "imagenet_wnids", "eval_transform"]
@@ -58,7 +60,9 @@ def eval_transform(model: nn.Module) -> v2.Compose:
 class ImageNetImages(Dataset):
     """Labelled images as uint8 (3, H, W) tensors plus their index; decoded in ``__getitem__``."""
 
-    def __init__(self, root: str | Path, transform=None):
+    def __init__(self, root: str | Path, transform=None, *, limit_per_class: int | None = None):
+        """``root``: ``<wnid>_*.jpg`` files or ``<wnid>/`` folders (the full 50,000-image layout); only
+        paths are listed here. ``limit_per_class``: keep the first N images of each class by path."""
         self.root = Path(root)
         if not self.root.is_dir():
             raise ImageNetError(f"ImageNet image folder not found: {self.root}")
@@ -79,6 +83,15 @@ class ImageNetImages(Dataset):
             )
         if not items:
             raise ImageNetError(f"no images under {self.root} (expected <wnid>_*.jpg files or <wnid>/ folders)")
+        if limit_per_class is not None:
+            if limit_per_class < 1:
+                raise ImageNetError(f"limit_per_class must be >= 1, got {limit_per_class}")
+            kept, count = [], Counter()
+            for path, label in items:  # sorted by path: the first N of each class
+                if count[label] < limit_per_class:
+                    kept.append((path, label))
+                    count[label] += 1
+            items = kept
         self.items = items
         self.transform = transform
 
@@ -125,18 +138,24 @@ def evaluate_imagenet(
     progress: bool = True,
     channels_last: bool = True,
 ) -> TopOneResult:
-    """Top-1 accuracy of ``model`` (1000 ImageNet logits) on ``data``."""
+    """Top-1 accuracy of ``model`` (1000 ImageNet logits) on ``data`` (sharded under torchrun, like
+    :func:`~topk_plugin.shape_bias.evaluate.evaluate_model`)."""
     dataset = data if isinstance(data, ImageNetImages) else ImageNetImages(data, eval_transform(model))
     mean, std = model_normalization(model)
     device = torch.device(device) if device is not None else model_device(model)
+    env = current()  # under torchrun: this process' shard, then every shard's hits
     start = time.perf_counter()
-    correct: list[bool] = [False] * len(dataset)
-    batches = stream_batches(dataset, batch_size=batch_size, workers=workers, device=device, mean=mean, std=std,
-                             channels_last=channels_last)
-    with inference(model, channels_last), tqdm(total=len(dataset), desc=f"imagenet {name}", unit="img",
-                                                disable=not progress) as bar:
-        for x, indices, _ in batches:
-            for i, hit in zip(indices.tolist(), top1_hits(dataset, indices, model(x))):
-                correct[i] = hit
-            bar.update(len(indices))
+
+    def work():
+        hits = []
+        batches = stream_batches(shard(dataset, env), batch_size=batch_size, workers=workers, device=device,
+                                 mean=mean, std=std, channels_last=channels_last)
+        with inference(model, channels_last), tqdm(total=len(dataset), desc=f"imagenet {name}", unit="img",
+                                                    disable=not (progress and env.main)) as bar:
+            for x, indices, _ in batches:
+                hits += zip(indices.tolist(), top1_hits(dataset, indices, model(x)))
+                bar.update(len(indices) * env.world)
+        return hits
+
+    correct = in_index_order(gather(env, work))
     return TopOneResult(name, sum(correct) / len(correct), len(correct), correct, time.perf_counter() - start)
