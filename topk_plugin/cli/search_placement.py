@@ -57,7 +57,7 @@ def _decomposition(rows: list) -> list[str]:
     """The best's layers and K with each fill, on the held-out images."""
     if not rows:
         return []
-    lines = ["", f"what Top-K removes, at the best's layers and K (held-out images; 'vs zero': paired difference):",
+    lines = ["", "what Top-K removes, at the best's layers and K (held-out images; 'vs zero': paired difference):",
              f"{'fill':<12} {'shape_bias':>21} {'vs dense':>22} {'vs zero':>22} {'top-1':>21} {'vs dense':>22} "
              f"{'vs zero':>22}"]
     for row in rows:
