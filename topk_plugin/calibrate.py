@@ -17,14 +17,14 @@ from .functional import spatial_topk
 from .modules import TopK
 from .surgery import sparsified_layers
 
-__all__ = ["calibrate", "removed_mean"]
+__all__ = ["calibrate", "removed_sum"]
 
 
 class _Reached(Exception):
     """Raised by the measuring hook: the rest of the forward is not needed."""
 
 
-def removed_mean(x: torch.Tensor, op: TopK) -> tuple[torch.Tensor, int]:
+def removed_sum(x: torch.Tensor, op: TopK) -> tuple[torch.Tensor, int]:
     """Per-channel float64 sum of what ``op`` (as with ``fill="zero"``) removes from ``x``, and the count."""
     options = {**op.options(), "fill": "zero"}
     options.pop("shift", None)
@@ -87,7 +87,7 @@ def calibrate(model: nn.Module, images, *, layers=None, progress: bool = False) 
 
             def measure(name):
                 def hook(op, args):
-                    total, count = removed_mean(args[0], op)
+                    total, count = removed_sum(args[0], op)
                     acc = sums.setdefault(name, [0.0, 0])
                     acc[0] = acc[0] + total
                     acc[1] += count

@@ -7,7 +7,7 @@ import json
 import pytest
 
 import topk_plugin
-from search.test_search import data, tiny_classifier  # noqa: F401 (fixture)
+from search.test_search import crash_in_phase_two, data, tiny_classifier  # noqa: F401 (fixture)
 from topk_plugin.search import Setting, search_placement
 from topk_plugin.search.shifts import calibrate_settings
 from topk_plugin.shape_bias.batches import model_normalization, stream_batches
@@ -62,15 +62,8 @@ def test_search_over_fills_spec_reproduces_and_resume(data, tmp_path, monkeypatc
     top1 = evaluate_imagenet(model, imagenet, batch_size=5, workers=0, progress=False).top1
     assert (sb, top1) == (whole.evaluated[s].shape_bias, whole.evaluated[s].imagenet_top1)
     # an interrupted search resumes with the same shifts and scores
-    real, calls = search_module.evaluate_settings, []
-
-    def crash_in_phase_two(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(search_module, "evaluate_settings", crash_in_phase_two)
+    real = search_module.evaluate_settings
+    monkeypatch.setattr(search_module, "evaluate_settings", crash_in_phase_two(real))
     with pytest.raises(KeyboardInterrupt):
         search_placement(tiny_classifier(), cue, imagenet, **{**kw, "checkpoint": tmp_path / "ck2.json"})
     monkeypatch.setattr(search_module, "evaluate_settings", real)

@@ -164,6 +164,19 @@ def test_search_result_and_spec(data, tmp_path):
     assert all(p.exists() for p in result.plot(tmp_path / "front.png"))
 
 
+def crash_in_phase_two(real):
+    """``evaluate_settings`` that is interrupted on its second call, as by Ctrl-C."""
+    calls = []
+
+    def evaluate(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    return evaluate
+
+
 def test_interrupted_search_resumes_to_the_same_result(data, tmp_path, monkeypatch):
     from topk_plugin.search import search as search_module
 
@@ -172,14 +185,7 @@ def test_interrupted_search_resumes_to_the_same_result(data, tmp_path, monkeypat
     whole = search_placement(tiny_classifier(), cue, imagenet, **kw)
     checkpoint = tmp_path / "search.checkpoint.json"
     real, calls = search_module.evaluate_settings, []
-
-    def crash_in_phase_two(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(search_module, "evaluate_settings", crash_in_phase_two)
+    monkeypatch.setattr(search_module, "evaluate_settings", crash_in_phase_two(real))
     with pytest.raises(KeyboardInterrupt):
         search_placement(tiny_classifier(), cue, imagenet, checkpoint=checkpoint, **kw)
     assert checkpoint.exists()  # the singles phase is saved

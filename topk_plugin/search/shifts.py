@@ -14,7 +14,7 @@ from collections import defaultdict
 import torch
 from torch import nn
 
-from ..calibrate import calibrate, removed_mean
+from ..calibrate import calibrate, removed_sum
 from ..layers import forward_with_hooks
 from ..surgery import attached
 from .evaluate import Setting
@@ -42,7 +42,7 @@ def _single_shifts(model: nn.Module, settings: list[Setting], batches) -> dict[S
 
     def record(layer, output):
         for s, op in at[layer]:
-            total, count = removed_mean(output, op)
+            total, count = removed_sum(output, op)
             acc = sums.setdefault(s, [0.0, 0])
             acc[0] = acc[0] + total
             acc[1] += count
