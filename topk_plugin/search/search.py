@@ -29,7 +29,7 @@ from torch import nn
 from ..distributed import current
 from ..functional import FILLS
 from ..placement_spec import PlacementSpec
-from ..shape_bias.batches import inference, model_normalization, stream_batches
+from ..shape_bias.batches import inference, model_device, model_normalization, stream_batches
 from ..shape_bias.dataset import CueConflictDataset
 from ..shape_bias.imagenet import ImageNetImages
 from ..shape_bias.intervals import cue_conflict_intervals, top1_intervals
@@ -246,7 +246,7 @@ def search_placement(
             return 0.0
         tick = time.perf_counter()
         mean, std = model_normalization(model)
-        dev = torch.device(device) if device is not None else next((p.device for p in model.parameters()), None)
+        dev = torch.device(device) if device is not None else model_device(model)
         images = _Images(imagenet, dict(batch_size=batch_size, workers=workers, device=dev, mean=mean, std=std))
         with inference(model):
             state.shifts = calibrate_settings(model, settings, images, state.shifts)
