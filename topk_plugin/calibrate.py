@@ -17,21 +17,31 @@ from .functional import spatial_topk
 from .modules import TopK
 from .surgery import sparsified_layers
 
-__all__ = ["calibrate", "removed_sum"]
+__all__ = ["calibrate", "RemovedMean"]
 
 
 class _Reached(Exception):
     """Raised by the measuring hook: the rest of the forward is not needed."""
 
 
-def removed_sum(x: torch.Tensor, op: TopK) -> tuple[torch.Tensor, int]:
-    """Per-channel float64 sum of what ``op`` (as with ``fill="zero"``) removes from ``x``, and the count."""
-    options = {**op.options(), "fill": "zero"}
-    options.pop("shift", None)
-    removed = x - spatial_topk(x, **options)
-    c_dim = op.channel_dim % x.ndim
-    dims = [d for d in range(x.ndim) if d != c_dim]
-    return removed.sum(dim=dims, dtype=torch.float64), x.numel() // x.shape[c_dim]
+class RemovedMean:
+    """Running per-channel mean of what ``op`` (as with ``fill="zero"``) removes: its shift."""
+
+    def __init__(self, op: TopK):
+        options = {**op.options(), "fill": "zero"}
+        options.pop("shift", None)
+        self.options, self.total, self.count = options, 0.0, 0
+
+    def add(self, x: torch.Tensor) -> None:
+        removed = x - spatial_topk(x, **self.options)
+        c_dim = self.options["channel_dim"] % x.ndim
+        self.total = self.total + removed.sum(dim=[d for d in range(x.ndim) if d != c_dim], dtype=torch.float64)
+        self.count += x.numel() // x.shape[c_dim]
+
+    def value(self) -> torch.Tensor:
+        if not self.count:
+            raise ValueError("the layer never ran on the calibration images (are there any images?)")
+        return self.total / self.count
 
 
 def _batches(images):
@@ -83,14 +93,11 @@ def calibrate(model: nn.Module, images, *, layers=None, progress: bool = False) 
     bar = tqdm(total=len(names), desc="calibrating shift layers", unit="layer", disable=not progress)
     try:
         while pending:
-            sums: dict[str, list] = {}
+            means: dict[str, RemovedMean] = {}
 
             def measure(name):
                 def hook(op, args):
-                    total, count = removed_sum(args[0], op)
-                    acc = sums.setdefault(name, [0.0, 0])
-                    acc[0] = acc[0] + total
-                    acc[1] += count
+                    means.setdefault(name, RemovedMean(op)).add(args[0])
                     raise _Reached
 
                 return hook
@@ -107,11 +114,11 @@ def calibrate(model: nn.Module, images, *, layers=None, progress: bool = False) 
             finally:
                 for handle in handles:
                     handle.remove()
-            if not sums:
+            if not means:
                 raise ValueError(f"layers {list(pending)} never ran on the calibration images "
                                  "(are they used in forward? are there any images?)")
-            for name, (total, count) in sums.items():  # normally the one pending layer reached first
-                shifted[name].shift = result[name] = total / count
+            for name, mean in means.items():  # normally the one pending layer reached first
+                shifted[name].shift = result[name] = mean.value()
                 del pending[name]
                 bar.update(1)
     finally:

@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset
 
-__all__ = ["DistEnv", "RankError", "setup", "current", "shard", "gather", "in_index_order", "all_sum", "barrier",
+__all__ = ["DistEnv", "RankError", "local_device", "setup", "current", "shard", "gather", "in_index_order", "all_sum", "barrier",
            "teardown"]
 
 T = TypeVar("T")
@@ -47,16 +47,21 @@ class RankError(RuntimeError):
     """Another process of the run failed; the message is its error."""
 
 
+def local_device(device: str | torch.device | None = None) -> torch.device:
+    """``device``, else CUDA when there is one, else the CPU; a bare ``cuda`` is ``cuda:LOCAL_RANK``
+    (``cuda:0`` in a single process)."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
+
+
 def setup(device: str | torch.device | None = None) -> DistEnv:
     """The process' rank and device; joins torchrun's group if there is one."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device is None:
-        device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank)
+    device = local_device(device)
     owns = False
     if world > 1 and not dist.is_initialized():
         if device.type == "cuda":

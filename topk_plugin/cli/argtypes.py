@@ -54,11 +54,6 @@ def add_evaluation_options(parser: argparse.ArgumentParser, out_default: str) ->
 
 def pick_device(name: str | None):
     """``--device``, else CUDA when there is one, else the CPU; under torchrun, ``cuda`` is ``cuda:LOCAL_RANK``."""
-    import torch
+    from ..distributed import local_device
 
-    from ..distributed import current
-
-    device = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", current().local_rank)
-    return device
+    return local_device(name)

@@ -11,46 +11,31 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-import torch
 from torch import nn
 
-from ..calibrate import calibrate, removed_sum
+from ..calibrate import RemovedMean, calibrate
 from ..layers import forward_with_hooks
 from ..surgery import attached
+from .candidates import probe_shapes
 from .evaluate import Setting
 
 __all__ = ["calibrate_settings"]
-
-
-def _forward_order(model: nn.Module, example: torch.Tensor, layers: set[str]) -> dict[str, int]:
-    modules = {name: m for name, m in model.named_modules() if name in layers}
-    order: dict[str, int] = {}
-
-    def record(name, _output) -> None:  # a forward hook's return value would replace the output
-        order.setdefault(name, len(order))
-
-    forward_with_hooks(model, example, modules, record)
-    return order
 
 
 def _single_shifts(model: nn.Module, settings: list[Setting], batches) -> dict[Setting, dict]:
     """Every single-layer setting's shift from one dense pass."""
     at = defaultdict(list)
     for s in settings:
-        at[s.layers[0]].append((s, s.ops(0)[s.layers[0]]))
-    sums: dict[Setting, list] = {}
+        at[s.layers[0]].append((s, RemovedMean(s.ops(0)[s.layers[0]])))
 
-    def record(layer, output):
-        for s, op in at[layer]:
-            total, count = removed_sum(output, op)
-            acc = sums.setdefault(s, [0.0, 0])
-            acc[0] = acc[0] + total
-            acc[1] += count
+    def record(layer, output) -> None:  # a forward hook's return value would replace the output
+        for _, mean in at[layer]:
+            mean.add(output)
 
     modules = {name: m for name, m in model.named_modules() if name in at}
     for x in batches:
         forward_with_hooks(model, x, modules, record)
-    return {s: {s.layers[0]: (total / count).tolist()} for s, (total, count) in sums.items()}
+    return {s: {s.layers[0]: mean.value().tolist()} for pairs in at.values() for s, mean in pairs}
 
 
 def calibrate_settings(model: nn.Module, settings: list[Setting], batches, known: dict | None = None) -> dict:
@@ -67,7 +52,7 @@ def calibrate_settings(model: nn.Module, settings: list[Setting], batches, known
     shifts.update(_single_shifts(model, singles, batches))
     combos = [s for s in todo if len(s.layers) > 1]
     if combos:
-        order = _forward_order(model, next(iter(batches))[:1], {layer for s in combos for layer in s.layers})
+        order = {name: i for i, name in enumerate(probe_shapes(model, next(iter(batches))[:1]))}  # call order
         single = {(s.k, s.layers[0]): v for s, v in shifts.items() if len(s.layers) == 1}
         for s in combos:
             first = min(s.layers, key=order.__getitem__)
