@@ -65,3 +65,95 @@ def test_fx_symbolic_trace_keeps_topk():
     traced = torch.fx.symbolic_trace(custom)
     assert sum("spatial_topk" in str(node.target) for node in traced.graph.nodes) == 1
     assert torch.equal(traced(X), custom(X))
+
+
+# --- several activation sizes, dynamic shapes, fullgraph (issue 25, item 1) -------------------
+
+from hypothesis import given, strategies as st  # noqa: E402
+from reference import reference_k  # noqa: E402
+
+from topk_plugin import create_model  # noqa: E402
+from topk_plugin import _select_ops  # noqa: E402
+from topk_plugin.functional import resolve_k  # noqa: E402
+
+
+def two_resolution_net():
+    """Top-K at 12x12 and 6x6 in one forward: the sizes Dynamo turns symbolic."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4),
+    )
+
+
+@given(st.one_of(st.integers(1, 10_000).map(lambda n: n / 10_000), st.floats(1e-6, 1.0)),
+       st.integers(1, 10**7))
+def test_resolve_k_is_the_decimal_rule(k, positions):
+    assert resolve_k(k, positions) == reference_k(k, positions)
+
+
+@pytest.mark.parametrize("selection", ["torch", "kernel"])
+@pytest.mark.parametrize("fullgraph", [False, True])
+@pytest.mark.parametrize("dynamic", [None, True])
+def test_compile_several_resolutions(selection, fullgraph, dynamic):
+    if selection == "kernel" and not _select_ops.kernel_available():
+        pytest.skip("no C kernel on this machine")
+    torch._dynamo.reset()
+    model = sparsify(two_resolution_net(), ["1", "3"], 0.1).eval()
+    with _select_ops.backend(selection):
+        compiled = torch.compile(model, backend="aot_eager", fullgraph=fullgraph, dynamic=dynamic)
+        with torch.no_grad():
+            for size in (12, 16, 20):  # a second size makes automatic dynamic shapes kick in
+                x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(size))
+                torch.testing.assert_close(compiled(x), model(x), rtol=0, atol=0)
+
+
+def test_compile_with_gradients_at_two_sizes():
+    torch._dynamo.reset()
+    eager = sparsify(two_resolution_net(), ["1", "3"], 0.2)
+    compiled = torch.compile(sparsify(two_resolution_net(), ["1", "3"], 0.2), backend="aot_eager")
+    for size in (12, 18):
+        x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(size))
+        for m in (eager, compiled):
+            m.zero_grad()
+        eager(x).square().sum().backward()
+        compiled(x).square().sum().backward()
+        for (name, a), b in zip(eager.named_parameters(), compiled.parameters()):
+            torch.testing.assert_close(b.grad, a.grad, msg=name)
+
+
+@pytest.mark.parametrize("method", ["module", "hook"])
+def test_export_dynamic_height_and_width(method):
+    model = sparsify(two_resolution_net(), ["1", "3"], 0.1, method=method).eval()
+    h, w = torch.export.Dim("h", min=4, max=64), torch.export.Dim("w", min=4, max=64)
+    program = torch.export.export(model, (torch.randn(2, 3, 12, 12),), dynamic_shapes=({2: h, 3: w},))
+    for shape in ((2, 3, 12, 12), (2, 3, 9, 17), (2, 3, 32, 8)):
+        x = torch.randn(shape, generator=torch.Generator().manual_seed(sum(shape)))
+        assert torch.equal(program.module()(x), model(x)), shape
+
+
+def test_compile_registry_model_at_two_sizes():
+    torch._dynamo.reset()
+    model = create_model("tv:squeezenet1_1_topk10").eval()
+    compiled = torch.compile(model, backend="aot_eager")
+    with torch.no_grad():
+        for size in (64, 80):
+            x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(size))
+            torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("selection", ["torch", "kernel"])
+def test_inductor_several_resolutions(selection):
+    """The default backend (C++ code generation: minutes on 2 cores, so not in CI)."""
+    if selection == "kernel" and not _select_ops.kernel_available():
+        pytest.skip("no C kernel on this machine")
+    torch._dynamo.reset()
+    model = sparsify(two_resolution_net(), ["1", "3"], 0.1).eval()
+    with _select_ops.backend(selection):
+        compiled = torch.compile(model, fullgraph=True)
+        with torch.no_grad():
+            for size in (12, 16, 20):
+                x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(size))
+                torch.testing.assert_close(compiled(x), model(x))

@@ -3,7 +3,7 @@ import pytest
 import torch
 from reference import reference_topk
 
-from topk_plugin.functional import resolve_k, spatial_topk, topk_mask
+from topk_plugin.functional import random_k, resolve_k, spatial_topk, topk_mask
 
 NAN, INF = float("nan"), float("inf")
 
@@ -163,3 +163,21 @@ def test_bad_options(kwargs):
     with pytest.raises(ValueError) as info:
         spatial_topk(torch.randn(1, 2, 3, 3), 0.5, **kwargs)
     assert str(next(iter(kwargs))) in str(info.value)
+
+
+@pytest.mark.parametrize("selection", ["torch", "auto"])
+@pytest.mark.parametrize("shape", [(0, 3, 4, 4), (2, 0, 4, 4), (0, 0, 5), (0, 6, 3)])
+@pytest.mark.parametrize("opts", [{}, dict(mode="mean"), dict(invert=True), dict(fill="image-mean"),
+                                  dict(ties="threshold", rank_by="value")])
+def test_empty_batch_or_no_channels_gives_an_empty_result_on_every_path(selection, shape, opts):
+    """The PyTorch path (the only one on GPUs) agrees with the CPU kernel on empty inputs."""
+    from topk_plugin import _select_ops
+
+    channel_dim = -1 if len(shape) == 3 and shape[-1] != 5 else 1
+    x = torch.zeros(shape)
+    with _select_ops.backend(selection):
+        y = spatial_topk(x, 0.5, channel_dim=channel_dim, **opts)
+        mask = topk_mask(x, 0.5, channel_dim=channel_dim)
+        rand = random_k(x, 0.5, channel_dim=channel_dim)
+    assert y.shape == x.shape and mask.shape == x.shape and rand.shape == x.shape
+    assert y.numel() == 0 and mask.dtype == torch.bool

@@ -91,10 +91,10 @@ def use_kernel(x: torch.Tensor, channel_dim: int = 1) -> bool:
     PyTorch path will run anyway (then ``functional`` runs it directly, with autograd)."""
     if x.device.type != "cpu":
         return False
-    if torch.compiler.is_compiling():  # traced: no measuring here, the op picks when it runs
-        if _backend in _FORCED:
-            _forced_library()
-        return _backend != "torch" and (kernel_available() or _backend == "portable")
+    if torch.compiler.is_compiling():
+        # traced: the custom op decides when it runs (kernel or PyTorch path, same bits), so
+        # tracing never builds, locks or measures anything
+        return _backend != "torch"
     return _library_for(x, channel_dim) is not None
 
 
@@ -129,8 +129,13 @@ def _library_for(x: torch.Tensor, channel_dim: int):
 
 
 def _positions(x: torch.Tensor, channel_dim: int) -> int:
-    """Positions per (sample, channel): the row length."""
-    return x.numel() // max(1, x.shape[0] * x.shape[channel_dim % x.ndim])
+    """Positions per (sample, channel): the row length (also of an empty batch)."""
+    c_dim = channel_dim % x.ndim
+    positions = 1
+    for i in range(1, x.ndim):
+        if i != c_dim:
+            positions *= x.shape[i]
+    return positions
 
 
 def _layout(x: torch.Tensor, channel_dim: int):
@@ -199,7 +204,8 @@ def _run_kernel(lib, x, k, channel_dim, exact, by_abs, invert, want_out):
 def _torch_mask(x, k, channel_dim, exact, by_abs, invert):
     from .functional import _torch_topk_mask  # the pure-PyTorch selection
 
-    mask = _torch_topk_mask(x, k, "exact" if exact else "threshold", "abs" if by_abs else "value", channel_dim)
+    mask = _torch_topk_mask(x, k, "exact" if exact else "threshold", "abs" if by_abs else "value", channel_dim,
+                            k >= _positions(x, channel_dim))  # a real op: k and the sizes are concrete here
     result = torch.empty_like(x, dtype=torch.bool)
     result.copy_(~mask if invert else mask)
     return result

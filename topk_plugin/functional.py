@@ -36,7 +36,6 @@ Semantics, in one place:
 """
 from __future__ import annotations
 
-import math
 import numbers
 from fractions import Fraction
 
@@ -45,7 +44,7 @@ import torch
 from . import _select_ops
 
 __all__ = [
-    "spatial_topk", "random_k", "random_mask", "resolve_k", "topk_mask", "validate_k", "check_options",
+    "spatial_topk", "random_k", "random_mask", "resolve_k", "exact_k", "ExactFraction", "topk_mask", "validate_k", "check_options",
     "TIES", "MODES", "RANK_BY", "FILLS",
 ]
 
@@ -95,15 +94,59 @@ def validate_k(k) -> None:
         )
 
 
-def resolve_k(k, positions: int) -> int:
-    """The number K of entries kept out of ``positions`` per (sample, channel)."""
+class ExactFraction(float):
+    """A fraction ``k`` that remembers the decimal it was written as: ``0.29`` is 29/100
+    (``numerator``, ``denominator``), although its binary value is a little less.
+
+    Why a float subclass: ``TopK`` keeps one next to ``k`` so that a compiled model never
+    turns a float into its decimal. Under ``torch.compile(dynamic=True)`` a float attribute
+    becomes symbolic and has no ``repr``; integer parts read from this object trace, and
+    FX symbolic tracing records it as the float it is.
+    """
+
+    def __new__(cls, k):
+        validate_k(k)
+        if isinstance(k, numbers.Integral):
+            raise TypeError(f"ExactFraction holds a fraction in (0, 1], not the count {k!r}")
+        ratio = k if isinstance(k, Fraction) else Fraction(repr(float(k)))
+        self = super().__new__(cls, float(k))
+        self.numerator, self.denominator = ratio.numerator, ratio.denominator
+        return self
+
+
+def exact_k(k) -> int | ExactFraction:
+    """``k`` as :func:`resolve_k` reads it: an int count, or an :class:`ExactFraction`
+    (a ``fractions.Fraction`` is taken exactly)."""
+    if isinstance(k, ExactFraction):
+        return k  # validated when made
     validate_k(k)
-    if positions < 1:
+    return int(k) if isinstance(k, numbers.Integral) else ExactFraction(k)
+
+
+def resolve_k(k, positions: int) -> int:
+    """The number K of entries kept out of ``positions`` per (sample, channel).
+
+    Integer arithmetic only, so under ``torch.compile`` / ``torch.export`` a
+    symbolic ``positions`` (several activation sizes, dynamic shapes) gives a
+    symbolic K with no guard on its value.
+    """
+    k = exact_k(k)
+    if isinstance(positions, int) and positions < 1:
         raise ValueError(f"cannot select from {positions} positions")
+    if isinstance(k, int):
+        return torch.sym_min(k, positions)
+    return torch.sym_max(1, torch.sym_min(positions, (k.numerator * positions) // k.denominator))
+
+
+def _keeps_all(k, positions) -> bool:
+    """Whether K covers every position (the op is then the identity in ``keep`` mode).
+
+    A fraction below 1 keeps fewer than ``positions`` unless there is a single
+    position; only an int count compares with the (maybe symbolic) size.
+    """
     if isinstance(k, numbers.Integral):
-        return min(int(k), positions)
-    exact = Fraction(repr(float(k))) * positions  # the decimal as written
-    return max(1, min(positions, math.floor(exact)))
+        return int(k) >= positions
+    return k >= 1 or positions == 1
 
 
 def check_options(ties: str, mode: str, rank_by: str, fill: str = "zero") -> None:
@@ -124,14 +167,13 @@ def _rows(x: torch.Tensor, channel_dim: int):
     shape with ``x``'s strides.
     """
     c_dim = channel_dim % x.ndim
+    n, c, positions = x.shape[0], x.shape[c_dim], _positions(x, channel_dim)  # no -1: empty tensors reshape too
     last = x.movedim(c_dim, -1)
     if last.is_contiguous():
-        n, c = last.shape[0], last.shape[-1]
-        rows = last.reshape(n, -1, c)
+        rows = last.reshape(n, positions, c)
         return rows, 1, lambda t: t.reshape(last.shape).movedim(-1, c_dim)
     first = x.movedim(c_dim, 1)
-    n, c = first.shape[0], first.shape[1]
-    rows = first.reshape(n, c, -1)
+    rows = first.reshape(n, c, positions)
     return rows, 2, lambda t: t.reshape(first.shape).movedim(1, c_dim)
 
 
@@ -162,27 +204,35 @@ def topk_mask(
     """Bool mask of the Top-K entries of ``x`` per (sample, channel); see module doc."""
     _check_input(x, channel_dim)
     check_options(ties, "keep", rank_by)
-    kk = resolve_k(k, _positions(x, channel_dim))
+    positions = _positions(x, channel_dim)
+    kk = resolve_k(k, positions)
     if _select_ops.use_kernel(x, channel_dim):
         return _select_ops.topk_mask_op(x.detach(), kk, channel_dim, ties == "exact", rank_by == "abs", False)
-    return _torch_topk_mask(x, kk, ties, rank_by, channel_dim)
+    return _torch_topk_mask(x, kk, ties, rank_by, channel_dim, _keeps_all(k, positions))
 
 
 def _positions(x: torch.Tensor, channel_dim: int) -> int:
-    """Positions per (sample, channel): the product of the non-batch, non-channel sizes."""
+    """Positions per (sample, channel): the product of the non-batch, non-channel sizes
+    (a plain loop: ``torch.compile(fullgraph=True)`` traces it)."""
     c_dim = channel_dim % x.ndim
-    return math.prod(size for i, size in enumerate(x.shape) if i not in (0, c_dim))
+    positions = 1
+    for i in range(1, x.ndim):
+        if i != c_dim:
+            positions = positions * x.shape[i]
+    return positions
 
 
-def _torch_topk_mask(x: torch.Tensor, kk: int, ties: str, rank_by: str, channel_dim: int) -> torch.Tensor:
-    """The pure-PyTorch selection (any device): mask shaped and laid out like ``x``."""
+def _torch_topk_mask(x: torch.Tensor, kk: int, ties: str, rank_by: str, channel_dim: int,
+                     keeps_all: bool) -> torch.Tensor:
+    """The pure-PyTorch selection (any device): mask shaped and laid out like ``x``;
+    ``keeps_all``: K covers every position (see :func:`_keeps_all`)."""
     rows, dim, unflatten = _rows(x, channel_dim)
-    return unflatten(_row_mask(rows, dim, kk, ties, rank_by))
+    return unflatten(_row_mask(rows, dim, kk, ties, rank_by, keeps_all))
 
 
-def _row_mask(rows: torch.Tensor, dim: int, kk: int, ties: str, rank_by: str) -> torch.Tensor:
+def _row_mask(rows: torch.Tensor, dim: int, kk: int, ties: str, rank_by: str, keeps_all: bool = False) -> torch.Tensor:
     positions = rows.shape[dim]
-    if kk >= positions:
+    if keeps_all or rows.numel() == 0:
         return torch.ones_like(rows, dtype=torch.bool)
     with torch.no_grad():
         keys = _rank_keys(rows.detach(), rank_by)
@@ -280,9 +330,10 @@ def _zero_fill(x, k, ties, mode, rank_by, invert, channel_dim) -> torch.Tensor:
         return _spatial_topk_kernel(x, k, ties, mode, rank_by, invert, channel_dim)
     rows, dim, unflatten = _rows(x, channel_dim)
     kk = resolve_k(k, rows.shape[dim])
-    if kk >= rows.shape[dim] and mode == "keep" and not invert:
+    keeps_all = _keeps_all(k, rows.shape[dim])
+    if keeps_all and mode == "keep" and not invert:
         return x  # K covers every position: the identity
-    mask = _row_mask(rows, dim, kk, ties, rank_by)
+    mask = _row_mask(rows, dim, kk, ties, rank_by, keeps_all)
     if invert:
         mask = ~mask
     if mode == "keep":
@@ -355,7 +406,7 @@ def _spatial_topk_kernel(x, k, ties, mode, rank_by, invert, channel_dim):
     """
     positions = _positions(x, channel_dim)
     kk = resolve_k(k, positions)
-    if kk >= positions and mode == "keep" and not invert:
+    if _keeps_all(k, positions) and mode == "keep" and not invert:
         return x  # K covers every position: the identity
     args = (kk, channel_dim, ties == "exact", rank_by == "abs", invert)
     if mode == "keep":

@@ -7,7 +7,7 @@ from torch import nn
 
 import torch
 
-from .functional import check_options, random_k, spatial_topk, validate_k
+from .functional import check_options, exact_k, random_k, spatial_topk
 
 # FX symbolic tracing (torchvision's feature extraction, timm's FX features) then
 # records one spatial_topk call instead of failing on shape arithmetic.
@@ -16,12 +16,26 @@ torch.fx.wrap("spatial_topk")
 __all__ = ["TopK", "RandomK"]
 
 
+class _KAttribute(nn.Module):
+    """``k`` as given (what ``options()``, ``repr`` and specs show), validated on every
+    assignment, beside its exact form that ``forward`` uses (see ``functional.exact_k``)."""
+
+    @property
+    def k(self):
+        return self._k
+
+    @k.setter
+    def k(self, value) -> None:
+        self._k_exact = exact_k(value)
+        self._k = value
+
+
 def _check_channel_dim(channel_dim: int) -> None:
     if channel_dim not in (1, -1):
         raise ValueError(f"channel_dim must be 1 (n, c, *spatial) or -1 (n, tokens, c), got {channel_dim}")
 
 
-class TopK(nn.Module):
+class TopK(_KAttribute):
     """Spatial Top-K sparsity as a layer; settings are validated here, not at forward.
 
     It holds no parameters, and its only buffer (``shift``, for
@@ -42,12 +56,11 @@ class TopK(nn.Module):
         shift=None,
     ):
         super().__init__()
-        validate_k(k)
+        self.k = k
         check_options(ties, mode, rank_by, fill)
         _check_channel_dim(channel_dim)
         if shift is not None and fill != "shift":
             raise ValueError(f"shift= is only used with fill='shift', not fill={fill!r}")
-        self.k = k
         self.ties = ties
         self.mode = mode
         self.rank_by = rank_by
@@ -58,7 +71,7 @@ class TopK(nn.Module):
         self.register_buffer("shift", None if shift is None else _as_shift(shift), persistent=False)
 
     def forward(self, x):
-        return spatial_topk(x, **self.options())
+        return spatial_topk(x, **{**self.options(), "k": self._k_exact})
 
     def options(self) -> dict:
         """The constructor arguments, e.g. to build an equal ``TopK``."""
@@ -91,7 +104,7 @@ def _as_shift(shift) -> torch.Tensor:
     return shift
 
 
-class RandomK(nn.Module):
+class RandomK(_KAttribute):
     """Keep K random positions per (sample, channel): the control for ``TopK``.
 
     Each forward draws a new selection from a generator seeded with ``seed``
@@ -104,10 +117,9 @@ class RandomK(nn.Module):
 
     def __init__(self, k, *, seed: int = 0, mode: str = "keep", invert: bool = False, channel_dim: int = 1):
         super().__init__()
-        validate_k(k)
+        self.k = k
         check_options("exact", mode, "abs")
         _check_channel_dim(channel_dim)
-        self.k = k
         self.seed = int(seed)
         self.mode = mode
         self.invert = bool(invert)
@@ -124,7 +136,7 @@ class RandomK(nn.Module):
         return self._generators[device]
 
     def forward(self, x):
-        return random_k(x, self.k, generator=self._generator(x.device), mode=self.mode, invert=self.invert,
+        return random_k(x, self._k_exact, generator=self._generator(x.device), mode=self.mode, invert=self.invert,
                         channel_dim=self.channel_dim)
 
     def options(self) -> dict:
