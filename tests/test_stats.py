@@ -110,3 +110,52 @@ def test_resamples_where_the_statistic_is_undefined_are_left_out():
     assert iv.value == 0.5 and iv.lo == 0.0 and iv.hi == 1.0
     never = bootstrap(np.zeros(4), np.zeros(4), statistic=ratio)
     assert np.isnan(never.value) and np.isnan(never.lo) and np.isnan(never.hi)
+
+
+def _brute_force(arrays, statistic, n_resamples, seed, level=0.95):
+    """Today's definition, written plainly: one (n_resamples, n) draw, the statistic per row, float64."""
+    n = len(arrays[0])
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
+    values = np.array([float(statistic(*(np.asarray(a, dtype=np.float64)[row] for a in arrays))) for row in idx])
+    values = values[~np.isnan(values)]
+    return np.quantile(values, [(1 - level) / 2, 1 - (1 - level) / 2])
+
+
+def test_a_user_statistic_sees_the_values_it_was_given():
+    """0/1 arrays once reached the statistic as uint8, so a - b wrapped around (255)."""
+    rng = np.random.default_rng(8)
+    a, b = (rng.random(300) < 0.6).astype(float), (rng.random(300) < 0.5).astype(float)
+    def diff(x, y):
+        return (x - y).mean(-1)
+    iv = bootstrap(a, b, statistic=diff, n_resamples=500)
+    assert iv.value == pytest.approx(a.mean() - b.mean())
+    assert iv.lo <= iv.value <= iv.hi and -1 <= iv.lo and iv.hi <= 1
+    assert np.allclose([iv.lo, iv.hi], _brute_force((a, b), diff, 500, 0))
+
+
+def test_chunked_and_uncached_draws_give_the_same_interval(monkeypatch):
+    import topk_plugin.stats as stats
+
+    rng = np.random.default_rng(9)
+    s, t = rng.random(257) < 0.3, rng.random(257) < 0.4
+    whole = bootstrap(s, t, statistic=shape_bias, n_resamples=300, seed=3)
+    monkeypatch.setattr(stats, "_CHUNK_ENTRIES", 1000)  # 3 resamples per chunk
+    monkeypatch.setattr(stats, "_CACHE_MAX_ENTRIES", 0)  # draw anew
+    chunked = bootstrap(s, t, statistic=shape_bias, n_resamples=300, seed=3)
+    assert (chunked.lo, chunked.hi) == (whole.lo, whole.hi)
+    assert np.allclose([whole.lo, whole.hi], _brute_force((s, t), shape_bias, 300, 3))
+
+
+def test_memory_stays_bounded_at_imagenet_validation_size():
+    import tracemalloc
+
+    rng = np.random.default_rng(10)
+    hits, dense = rng.random(50_000) < 0.7, rng.random(50_000) < 0.75
+    tracemalloc.start()
+    try:
+        iv = paired_difference(hits, dense)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 200 * 2**20, f"peak {peak / 2**20:.0f} MiB"  # one (2000, 50000) int64 matrix alone is 763 MiB
+    assert iv.lo <= iv.value <= iv.hi and iv.hi - iv.lo < 0.03

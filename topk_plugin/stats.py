@@ -12,8 +12,9 @@ The method, fixed so that results are reproducible and comparable:
   95% level: the interval is the 2.5th and 97.5th percentile of the resampled
   statistic (numpy's ``linear`` interpolation);
 * the resampled indices come from ``numpy.random.default_rng(seed)``
-  (seed 0 by default), drawn as one ``(n_resamples, n)`` matrix: the statistic
-  is computed for all resamples at once (vectorised, a few ms for 1000 images);
+  (seed 0 by default), as one ``(n_resamples, n)`` matrix: the statistic is
+  computed for many resamples at once (vectorised, a few ms for 1000 images),
+  in chunks of rows so that memory stays bounded at ImageNet's 50,000 images;
 * several arrays given together are *paired*: row ``i`` of every array belongs
   to image ``i`` and they are resampled with the same indices. So the interval
   of a difference between two settings measured on the same images
@@ -93,26 +94,53 @@ def _check(n_resamples: int, level: float) -> None:
         raise ValueError(f"level must be in (0, 1), e.g. 0.95; got {level}")
 
 
+# Index matrices up to this many entries (32 MB; 2000 resamples of 2000 images) are kept and
+# reused across intervals over the same images; larger ones (ImageNet's 50,000 images) are
+# drawn again, chunk by chunk. (int32 indices would halve this but made the gathers 1.8x slower:
+# numpy converts them to intp on every gather.)
+_CACHE_MAX_ENTRIES = 4 << 20
+# Resamples are gathered and reduced this many entries at a time, so the memory a bootstrap
+# needs does not grow with the number of images (about 64 MB per float64 array at most).
+_CHUNK_ENTRIES = 8 << 20
+
+
+def _chunk_rows(n: int) -> int:
+    return max(1, _CHUNK_ENTRIES // n)
+
+
 @functools.lru_cache(maxsize=4)
-def _indices(n: int, n_resamples: int, seed: int) -> np.ndarray:
-    """The resampling indices, drawn once per (n, n_resamples, seed): drawing them is
-    most of a bootstrap's cost, and a run computes many intervals over the same images."""
-    idx = np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
+def _cached_indices(n: int, n_resamples: int, seed: int) -> np.ndarray:
+    """The whole index matrix, for bootstraps small enough to keep it (see :func:`_index_chunks`)."""
+    idx = np.concatenate(list(_draw(n, n_resamples, seed)))
     idx.setflags(write=False)
     return idx
 
 
-def _compact(a: np.ndarray) -> np.ndarray:
-    """Small non-negative integers (hits, counts) as uint8: the resampled copies are 8x
-    smaller, and sums and means of them are exact."""
-    if a.size and a.min() >= 0 and a.max() <= 255 and np.array_equal(a, np.round(a)):
-        return a.astype(np.uint8)
-    return a
+def _draw(n: int, n_resamples: int, seed: int):
+    """The resampling indices, row chunks in order, drawn from ``default_rng(seed)`` one
+    chunk after another: the same numbers as one ``(n_resamples, n)`` draw, so chunking
+    never changes an interval."""
+    rng = np.random.default_rng(seed)
+    rows = _chunk_rows(n)
+    for start in range(0, n_resamples, rows):
+        yield rng.integers(0, n, size=(min(rows, n_resamples - start), n))
+
+
+def _index_chunks(n: int, n_resamples: int, seed: int):
+    """Row chunks of the index matrix: sliced from the cached matrix when it is small,
+    otherwise drawn anew (drawing is most of a small bootstrap's cost; memory, of a large one's)."""
+    if n * n_resamples <= _CACHE_MAX_ENTRIES:
+        idx = _cached_indices(n, n_resamples, seed)
+        rows = _chunk_rows(n)
+        return (idx[start:start + rows] for start in range(0, n_resamples, rows))
+    return _draw(n, n_resamples, seed)
 
 
 def _resample_statistic(arrays, statistic, n_resamples, seed) -> np.ndarray:
-    idx = _indices(len(arrays[0]), n_resamples, seed)
-    return np.asarray(statistic(*(_compact(a)[idx] for a in arrays)), dtype=np.float64)
+    """``statistic`` of every resample, computed chunk by chunk on the arrays as given (float64)."""
+    parts = [np.asarray(statistic(*(a[idx] for a in arrays)), dtype=np.float64).reshape(len(idx))
+             for idx in _index_chunks(len(arrays[0]), n_resamples, seed)]
+    return np.concatenate(parts)
 
 
 def _interval(value: float, resampled: np.ndarray, n: int, level: float) -> Interval:
