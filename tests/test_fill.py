@@ -149,3 +149,30 @@ def test_spec_without_shift_is_calibrated_after_loading():
         model(x)
     calibrate(model, [x])
     assert PlacementSpec.from_model(model).shift["1"] == topk_plugin.sparsified_layers(model)["1"].shift.tolist()
+
+
+def _shift_net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 6, 3), nn.ReLU(), nn.Conv2d(6, 6, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
+
+
+def test_a_failed_calibration_keeps_the_shifts_there_were():
+    model = sparsify(_shift_net(), ["1", "3"], 0.3, fill="shift")
+    calibrate(model, torch.rand(4, 3, 10, 10))
+    before = {name: op.shift.clone() for name, op in topk_plugin.sparsified_layers(model).items()}
+    with pytest.raises(RuntimeError):
+        calibrate(model, [torch.rand(4, 3, 10, 10), torch.rand(4, 5, 10, 10)])  # the second batch cannot run
+    after = {name: op.shift for name, op in topk_plugin.sparsified_layers(model).items()}
+    assert all(torch.equal(after[name], before[name]) for name in before)
+    model(torch.rand(1, 3, 10, 10))  # still runs
+
+
+@pytest.mark.parametrize("method", ["module", "hook"])
+def test_half_precision_keeps_the_shift_exact(method):
+    model = sparsify(_shift_net(), ["1"], 0.3, fill="shift", method=method)
+    calibrate(model, torch.rand(4, 3, 10, 10))
+    exact = PlacementSpec.from_model(model).shift
+    model.half()
+    assert topk_plugin.sparsified_layers(model)["1"].shift.dtype == torch.float64
+    assert PlacementSpec.from_model(model).shift == exact
+    assert model(torch.rand(1, 3, 10, 10).half()).dtype == torch.float16

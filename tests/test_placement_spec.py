@@ -89,3 +89,20 @@ def test_bad_specs_are_named(tmp_path):
         topk_plugin.sparsify(_net(), SPEC, 0.1)
     with pytest.raises(topk_plugin.UnknownLayerError, match="features.3"):
         topk_plugin.sparsify(_net(), PlacementSpec(layers={"features.3": 0.1}))
+
+
+def test_sparsify_accepts_a_str_path(tmp_path):
+    path = SPEC.save(tmp_path / "best.json")
+    x = torch.randn(2, 3, 9, 9)
+    assert torch.equal(topk_plugin.sparsify(_net(), str(path))(x), topk_plugin.sparsify(_net(), path)(x))
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        topk_plugin.sparsify(_net(), str(tmp_path / "missing.json"))
+
+
+def test_create_model_refuses_a_spec_made_for_another_model(tmp_path):
+    spec = PlacementSpec(layers={"layer2": 0.2}, model="resnet50")
+    with pytest.raises(ValueError, match="made for 'resnet50', not 'resnet18'"):
+        topk_plugin.create_model("tv:resnet18", placement=spec)
+    for name in (None, "resnet18", "tv:resnet18"):  # no name, or the same model, applies
+        model = topk_plugin.create_model("tv:resnet18", placement=PlacementSpec(layers={"layer2": 0.2}, model=name))
+        assert list(topk_plugin.sparsified_layers(model)) == ["layer2"]

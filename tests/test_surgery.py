@@ -258,3 +258,24 @@ def test_container_targets_apply_topk_once(build, x):
     assert "topk" in dict(container.named_children())
     unsparsify(model)
     assert len(model[0]) == 2
+
+
+def test_leaving_the_block_after_the_body_removed_the_layers_keeps_the_users_error(net):
+    """Exit removes only what is still attached, so the body's own error surfaces unchanged."""
+    with pytest.raises(KeyError, match="the user's error") as info:
+        with sparsified(net, ["c1", "block"], 0.5):
+            unsparsify(net, "c1")
+            raise KeyError("the user's error")
+    assert info.value.__context__ is None
+    assert not sparsified_layers(net)
+
+
+def test_context_manager_uses_the_same_default_method_as_sparsify(net, x):
+    """sparsify() and sparsified() both attach visible modules, so FX tracing inside the block sees Top-K."""
+    import torch.fx
+
+    with sparsified(net, "c1", 0.25):
+        assert isinstance(net.c1.topk, topk_plugin.TopK)
+        traced = torch.fx.symbolic_trace(net)
+        assert torch.equal(traced(x), net(x))
+    assert torch.equal(torch.fx.symbolic_trace(net)(x), net(x))

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ._model import model_device, model_dtype
 from .functional import spatial_topk
 from .modules import TopK
 from .surgery import sparsified_layers
@@ -72,7 +73,8 @@ def calibrate(model: nn.Module, images, *, layers=None, progress: bool = False) 
         progress: show a tqdm bar.
 
     Returns ``{layer name: shift}`` (float64, one value per channel). The model
-    runs in eval mode without gradients and is left in the mode it was in.
+    runs in eval mode without gradients and is left in the mode it was in. If
+    calibration fails (or is interrupted), every layer keeps the shift it had.
     """
     shifted = {name: op for name, op in sparsified_layers(model).items()
                if isinstance(op, TopK) and op.fill == "shift"}
@@ -83,7 +85,8 @@ def calibrate(model: nn.Module, images, *, layers=None, progress: bool = False) 
     if unknown:
         raise ValueError(f"layers {unknown} have no fill='shift' op; shift layers of this model: {list(shifted)}")
     batches = _batches(images)
-    device = next((p.device for p in model.parameters()), None)
+    device, dtype = model_device(model), model_dtype(model)
+    previous = {name: shifted[name].shift for name in names}  # put back if calibration fails
     for name in names:
         shifted[name].shift = None
     pending = dict.fromkeys(names)
@@ -108,7 +111,7 @@ def calibrate(model: nn.Module, images, *, layers=None, progress: bool = False) 
                     for batch in batches:
                         x = _tensor(batch)
                         try:
-                            model(x if device is None else x.to(device))
+                            model(x.to(device=device, dtype=dtype))
                         except _Reached:
                             pass
             finally:
@@ -121,6 +124,10 @@ def calibrate(model: nn.Module, images, *, layers=None, progress: bool = False) 
                 shifted[name].shift = result[name] = mean.value()
                 del pending[name]
                 bar.update(1)
+    except BaseException:
+        for name, shift in previous.items():
+            shifted[name].shift = shift
+        raise
     finally:
         bar.close()
         model.train(was_training)

@@ -29,6 +29,14 @@ Semantics, in one place:
 * **Gradient**: in ``keep`` mode selected entries pass the gradient unchanged
   and the others get 0 (no straight-through). In ``mean`` mode the gradient is
   that of the mean. Only a bool mask is saved for backward.
+* **Fill** (what happens to the entries that are not selected):
+  ``fill="zero"`` (the paper) sets them to 0. ``fill="image-mean"`` gives each
+  of them their own mean, per sample and channel (zeros included): their
+  per-image level stays, their spatial pattern goes. ``fill="shift"`` is
+  ``fill="zero"`` followed by adding one constant per channel (``shift``) to
+  the *whole* channel, kept entries included: a per-channel offset, not a
+  replacement of the removed entries. :func:`topk_plugin.calibrate` sets it to
+  the dataset mean of what Top-K removes, so each channel keeps its dataset mean.
 * **Layout**: ``(n, c, *spatial)`` with 1 to 3 spatial dims (``channel_dim=1``),
   or channel-last token tensors ``(n, tokens, c)`` (``channel_dim=-1``, for
   ViT-style models). Any device, float16/bfloat16/float32/float64, contiguous or
@@ -290,8 +298,12 @@ def spatial_topk(
         rank_by: ``"abs"`` or ``"value"``.
         invert: select every entry except the Top-K ones.
         channel_dim: the channel axis, 1 or -1.
-        fill: ``"zero"``, ``"shift"`` or ``"image-mean"`` (see the module docstring).
-        shift: for ``fill="shift"``, one value per channel (any device; cast to ``x``'s).
+        fill: ``"zero"`` (the unselected entries become 0), ``"image-mean"`` (they
+            become their per-sample, per-channel mean) or ``"shift"`` (``"zero"``, then
+            ``shift`` is added to every entry of its channel, selected ones too); see
+            the module docstring.
+        shift: for ``fill="shift"``, one value per channel (any device; cast to ``x``'s
+            dtype and device).
 
     Returns a tensor of ``x``'s shape, dtype, device and memory format.
     """

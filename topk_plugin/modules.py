@@ -73,6 +73,18 @@ class TopK(_KAttribute):
     def forward(self, x):
         return spatial_topk(x, **{**self.options(), "k": self._k_exact})
 
+    def _apply(self, fn, recurse=True):
+        """``model.half()`` / ``.to(dtype)`` would round the calibrated shift: it stays float64
+        (it is cast to the input's dtype at each forward), and moves with the model."""
+        exact = self.shift
+        result = super()._apply(fn, recurse)
+        if exact is not None and self.shift is not None and self.shift.dtype != exact.dtype:
+            try:
+                self.shift = exact.to(device=self.shift.device)
+            except (RuntimeError, TypeError):  # a device without float64 (MPS): keep what fn made
+                pass
+        return result
+
     def options(self) -> dict:
         """The constructor arguments, e.g. to build an equal ``TopK``."""
         options = dict(

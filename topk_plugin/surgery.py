@@ -183,8 +183,6 @@ def _layer_seed(seed: int, name: str) -> int:
 
 
 def _make_op(name: str, layer_k, op: str, options: dict, seed: int) -> TopK | RandomK:
-    if isinstance(layer_k, (TopK, RandomK)):
-        return type(layer_k)(**layer_k.options())
     settings = {**options, **layer_k} if isinstance(layer_k, Mapping) else {**options, "k": layer_k}
     if op == "topk":
         return TopK(**settings)
@@ -194,6 +192,13 @@ def _make_op(name: str, layer_k, op: str, options: dict, seed: int) -> TopK | Ra
     if settings.pop("fill") != "zero":
         raise ValueError("op='random' supports only fill='zero' (the control of the paper's op); leave fill at 'zero'")
     return RandomK(**settings, seed=_layer_seed(seed, name))
+
+
+def _is_spec(model: nn.Module, layers) -> bool:
+    """A placement spec, its path, or a ``str`` path ending in ``.json`` that names no module."""
+    if isinstance(layers, (PlacementSpec, os.PathLike)):
+        return True
+    return isinstance(layers, str) and layers.endswith(".json") and layers not in dict(model.named_modules())
 
 
 def sparsify(
@@ -218,8 +223,9 @@ def sparsify(
         layers: a module name, a glob pattern (``"features.*"``), an
             ``nn.Module`` subclass, a list of these, or a dict mapping each of
             these to its own k (or to a dict of ``TopK`` options). Or a
-            :class:`~topk_plugin.PlacementSpec` / the ``pathlib.Path`` of its
-            file: it then gives the layers, K, op and options (pass only ``method``).
+            :class:`~topk_plugin.PlacementSpec` or the path of its file (a
+            ``pathlib.Path``, or a ``str`` ending in ``.json``): it then gives
+            the layers, K, op and options (pass only ``method``).
         k: fraction in (0, 1] or int count, for layers without their own.
         method: ``"module"`` (visible ``TopK`` children) or ``"hook"``.
         op: ``"topk"`` (``TopK``) or ``"random"`` (``RandomK``: K random
@@ -229,10 +235,12 @@ def sparsify(
         ties, mode, rank_by, invert, channel_dim: see
             :func:`topk_plugin.functional.spatial_topk` (``ties`` and
             ``rank_by`` do not apply to ``op="random"``).
-        fill: what replaces the removed entries: ``"zero"`` (the paper),
-            ``"shift"`` (a per-channel constant; run :func:`topk_plugin.calibrate`
+        fill: ``"zero"`` (the removed entries become 0: the paper),
+            ``"image-mean"`` (they become their per-image mean) or ``"shift"``
+            (zero, then one calibrated constant per channel is added to the whole
+            channel, kept entries included; run :func:`topk_plugin.calibrate`
             before use, or give each layer its ``shift`` in a dict / placement
-            spec) or ``"image-mean"`` (their per-image mean). ``op="topk"`` only.
+            spec). ``op="topk"`` only.
 
     Returns ``model`` itself. Undo with :func:`unsparsify`. A module reached
     several times in one forward (e.g. a shared ReLU) is sparsified at each call.
@@ -241,7 +249,7 @@ def sparsify(
         raise ValueError(f"method={method!r} is not one of {', '.join(map(repr, METHODS))}")
     if op not in OPS:
         raise ValueError(f"op={op!r} is not one of {', '.join(map(repr, OPS))}")
-    if isinstance(layers, (PlacementSpec, os.PathLike)):
+    if _is_spec(model, layers):
         spec = load_placement(layers)
         given = dict(k=k, op=op, seed=seed, ties=ties, mode=mode, rank_by=rank_by, invert=invert, channel_dim=channel_dim,
                      fill=fill)
@@ -303,19 +311,26 @@ def unsparsify(model: nn.Module, layers=None) -> nn.Module:
 
 
 @contextlib.contextmanager
-def sparsified(model: nn.Module, layers, k=None, *, method: str = "hook", **options):
+def sparsified(model: nn.Module, layers, k=None, *, method: str = "module", **options):
     """Context manager: Top-K on ``layers`` inside the block, the dense model after.
+
+    Same arguments and defaults as :func:`sparsify`. On exit it removes the ops
+    it added that are still attached (the block may have removed some), and an
+    error raised in the block comes out unchanged.
 
     >>> with sparsified(model, ["features.2", "features.5"], 0.1):
     ...     logits = model(images)
     """
-    before = set(sparsified_layers(model))
+    before = sparsified_layers(model)
     sparsify(model, layers, k, method=method, **options)
-    added = [name for name in sparsified_layers(model) if name not in before]
+    added = {name: op for name, op in sparsified_layers(model).items() if before.get(name) is not op}
     try:
         yield model
     finally:
-        unsparsify(model, added)
+        now = sparsified_layers(model)
+        still = [name for name, op in added.items() if now.get(name) is op]
+        if still:
+            unsparsify(model, still)
 
 
 @contextlib.contextmanager

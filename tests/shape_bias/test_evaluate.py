@@ -96,3 +96,47 @@ def test_squeezenet_native_equals_csv_path(shared_dir, tmp_path):
     assert recomputed.shape_bias == result.shape_bias
     assert recomputed.per_category == result.per_category
     assert recomputed.shape_or_texture == result.shape_or_texture
+
+
+class TinyNet(nn.Module):
+    """A conv net with 1000 logits, small enough for bfloat16 on the CPU in a test."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
+        self.fc = nn.Linear(8, 1000)
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append((x.dtype, x.device))
+        return self.fc(self.features(x).flatten(1))
+
+
+def _tensors(model):
+    return {name: (t, t.data_ptr(), t.dtype, t.is_contiguous(memory_format=torch.channels_last))
+            for name, t in [*model.named_parameters(), *model.named_buffers()]}
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64])
+def test_inputs_follow_the_models_dtype_and_the_model_comes_back_as_it_was(tmp_path, dtype):
+    from topk_plugin.shape_bias.imagenet import evaluate_imagenet
+    from topk_plugin.shape_bias.imagenet import imagenet_wnids
+
+    from .test_imagenet import _save
+
+    root = make_set(tmp_path / "cc", per_category=1)
+    for i, wnid in enumerate(imagenet_wnids()[:3]):
+        _save(tmp_path / "in" / f"{wnid}_{i}.png", (80 * i, 0, 0))
+    model = TinyNet().to(dtype).to(memory_format=torch.channels_last).train()
+    before = _tensors(model)
+    from topk_plugin.shape_bias.dataset import CueConflictDataset
+
+    ev = evaluate_model(model, CueConflictDataset(root, per_category=1), workers=0, progress=False, batch_size=8)
+    top1 = evaluate_imagenet(model, tmp_path / "in", workers=0, progress=False)
+    assert len(ev.trials) == 16 and top1.n_images == 3
+    assert {seen for seen in model.seen} == {(dtype, torch.device("cpu"))}
+    after = _tensors(model)
+    assert {n: v[1:] for n, v in after.items()} == {n: v[1:] for n, v in before.items()}  # storage, dtype, format
+    assert all(after[n][0] is before[n][0] for n in before)  # the very tensors
+    assert model.training and all(m.training for m in model.modules())

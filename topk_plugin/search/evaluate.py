@@ -16,9 +16,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .._model import model_device, model_dtype
 from ..distributed import current, gather, in_index_order, shard
 from ..modules import RandomK, TopK
-from ..shape_bias.batches import inference, model_device, model_normalization, stream_batches
+from ..shape_bias.batches import inference, model_normalization, stream_batches
 from ..shape_bias.dataset import CueConflictDataset
 from ..shape_bias.evaluate import cue_conflict_trials
 from ..shape_bias.imagenet import ImageNetImages, top1_hits
@@ -123,6 +124,7 @@ def evaluate_settings(
         last_start = max(starts, key=order.__getitem__, default=None)
     mean, std = model_normalization(model)
     device = torch.device(device) if device is not None else model_device(model)
+    dtype = model_dtype(model)
     env = current()  # under torchrun: this process' shard of each data set, then every shard's results
     timing = {"data_wait": 0.0, "model": 0.0}
     start = time.perf_counter()
@@ -130,11 +132,11 @@ def evaluate_settings(
 
     def work() -> _Tally:
         tally = _Tally()
-        with inference(model), tqdm(total=total, desc=f"{len(settings)} settings", unit="img",
+        with inference(model, device=device), tqdm(total=total, desc=f"{len(settings)} settings", unit="img",
                                     disable=not (progress and env.main)) as bar:
             for dataset in (cue, imagenet):
                 for x, indices, wait in stream_batches(shard(dataset, env), batch_size=batch_size, workers=workers,
-                                                       device=device, mean=mean, std=std):
+                                                       device=device, mean=mean, std=std, dtype=dtype):
                     timing["data_wait"] += wait
                     tick = time.perf_counter()
                     if cache:

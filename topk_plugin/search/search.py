@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .._model import model_device, model_dtype
 from ..distributed import current
 from ..functional import FILLS
 from ..placement_spec import PlacementSpec
-from ..shape_bias.batches import inference, model_device, model_normalization, stream_batches
+from ..shape_bias.batches import inference, model_normalization, stream_batches
 from ..shape_bias.dataset import CueConflictDataset
 from ..shape_bias.imagenet import ImageNetImages
 from ..shape_bias.intervals import cue_conflict_intervals, top1_intervals
@@ -219,7 +220,7 @@ def search_placement(
     start = time.perf_counter()
     if candidates is None:
         image = cue[0][0]
-        example = torch.zeros(1, *image.shape, device=next((p.device for p in model.parameters()), None))
+        example = torch.zeros(1, *image.shape, device=model_device(model), dtype=model_dtype(model))
         candidates = eligible_layers(model, example)
     runner = None
     if cache:
@@ -247,8 +248,9 @@ def search_placement(
         tick = time.perf_counter()
         mean, std = model_normalization(model)
         dev = torch.device(device) if device is not None else model_device(model)
-        images = _Images(imagenet, dict(batch_size=batch_size, workers=workers, device=dev, mean=mean, std=std))
-        with inference(model):
+        images = _Images(imagenet, dict(batch_size=batch_size, workers=workers, device=dev, mean=mean, std=std,
+                                        dtype=model_dtype(model)))
+        with inference(model, device=dev):
             state.shifts = calibrate_settings(model, settings, images, state.shifts)
         return time.perf_counter() - tick
 

@@ -15,10 +15,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from .._model import kept_as_is
 from .dataset import stack
 
 __all__ = [
-    "IMAGENET_MEAN", "IMAGENET_STD", "model_normalization", "model_device", "single_thread_worker", "inference",
+    "IMAGENET_MEAN", "IMAGENET_STD", "model_normalization", "single_thread_worker", "inference",
     "stream_batches",
 ]
 
@@ -35,29 +36,23 @@ def model_normalization(model: nn.Module) -> tuple[tuple, tuple]:
     return IMAGENET_MEAN, IMAGENET_STD
 
 
-def model_device(model: nn.Module) -> torch.device:
-    return next((p.device for p in model.parameters()), torch.device("cpu"))
-
-
 def single_thread_worker(_):
     """DataLoader ``worker_init_fn``: decoding workers must not compete with the model's threads."""
     torch.set_num_threads(1)
 
 
 @contextlib.contextmanager
-def inference(model: nn.Module, channels_last: bool = True):
-    """Eval mode (and channels_last weights) inside, the model as it was after."""
-    was_training = model.training
-    model.eval()
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    try:
+def inference(model: nn.Module, channels_last: bool = True, device: torch.device | str | None = None):
+    """Eval mode, channels_last weights and (if given) ``device`` inside; after, the model
+    exactly as it came (its tensors, device, memory format and mode)."""
+    with kept_as_is(model):
+        model.eval()
+        if device is not None:
+            model.to(device)
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
         with torch.inference_mode():
             yield model
-    finally:
-        model.train(was_training)
-        if channels_last:
-            model.to(memory_format=torch.contiguous_format)
 
 
 def stream_batches(
@@ -69,8 +64,10 @@ def stream_batches(
     mean,
     std,
     channels_last: bool = True,
+    dtype: torch.dtype = torch.float32,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
-    """``(x, indices, wait_seconds)`` per batch: ``x`` normalised float32 on ``device``.
+    """``(x, indices, wait_seconds)`` per batch: ``x`` normalised on ``device`` as ``dtype``
+    (normalised in float32 first, then cast: a bfloat16 model gets bfloat16 inputs).
 
     ``dataset`` items are ``(uint8 (3, H, W) tensor, index)``; ``wait_seconds``
     is the time spent waiting for the decoders (decoding the model did not hide).
@@ -92,5 +89,5 @@ def stream_batches(
     for images, indices in loader:
         wait = time.perf_counter() - tick
         x = (images.to(device, non_blocking=True).float().div_(255) - mean_t) / std_t
-        yield x.contiguous(memory_format=memory_format), indices, wait
+        yield x.to(dtype).contiguous(memory_format=memory_format), indices, wait
         tick = time.perf_counter()

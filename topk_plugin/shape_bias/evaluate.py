@@ -8,8 +8,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .._model import model_device, model_dtype
 from ..distributed import current, gather, in_index_order, shard
-from .batches import IMAGENET_MEAN, IMAGENET_STD, inference, model_device, model_normalization, stream_batches
+from .batches import IMAGENET_MEAN, IMAGENET_STD, inference, model_normalization, stream_batches
 from .categories import decisions
 from .dataset import CueConflictDataset
 from .metrics import ShapeBiasResult, Trial, shape_bias
@@ -46,22 +47,25 @@ def evaluate_model(
 
     Images stream from ``workers`` decoding processes; each batch is
     normalised with ``mean``/``std`` (default: the model's own, see
-    :func:`model_normalization`) on ``device`` (default: the model's device).
-    ``channels_last`` runs the model in that memory format (about 1.7x faster
-    on these CPUs, also the fast path of cuDNN); the model is converted back after.
+    :func:`model_normalization`) and cast to the model's dtype on ``device``
+    (default: the model's device; another device moves the model there for the
+    run). ``channels_last`` runs the model in that memory format (about 1.7x
+    faster on these CPUs, also the fast path of cuDNN). The model comes back as
+    it was: same tensors, device, memory format and mode.
     """
     dataset = data if isinstance(data, CueConflictDataset) else CueConflictDataset(data)
     if mean is None or std is None:
         mean, std = model_normalization(model)
     device = torch.device(device) if device is not None else model_device(model)
+    dtype = model_dtype(model)
     env = current()  # under torchrun: this process' shard, then every shard's trials
     start = time.perf_counter()
 
     def work():
         trials, data_seconds, model_seconds = [], 0.0, 0.0
         batches = stream_batches(shard(dataset, env), batch_size=batch_size, workers=workers, device=device,
-                                 mean=mean, std=std, channels_last=channels_last)
-        with inference(model, channels_last), tqdm(total=len(dataset), desc=f"cue-conflict {name}", unit="img",
+                                 mean=mean, std=std, channels_last=channels_last, dtype=dtype)
+        with inference(model, channels_last, device), tqdm(total=len(dataset), desc=f"cue-conflict {name}", unit="img",
                                                     disable=not (progress and env.main)) as bar:
             for x, indices, wait in batches:
                 data_seconds += wait

@@ -23,8 +23,9 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
+from .._model import model_device, model_dtype
 from ..distributed import current, gather, in_index_order, shard
-from .batches import inference, model_device, model_normalization, stream_batches
+from .batches import inference, model_normalization, stream_batches
 
 __all__ = ["ImageNetImages", "ImageNetError", "TopOneResult", "evaluate_imagenet", "imagenet_wnids", "eval_transform"]
 
@@ -138,19 +139,21 @@ def evaluate_imagenet(
     progress: bool = True,
     channels_last: bool = True,
 ) -> TopOneResult:
-    """Top-1 accuracy of ``model`` (1000 ImageNet logits) on ``data`` (sharded under torchrun, like
+    """Top-1 accuracy of ``model`` (1000 ImageNet logits) on ``data`` (sharded under torchrun; inputs
+    in the model's dtype, the model given back as it came: like
     :func:`~topk_plugin.shape_bias.evaluate.evaluate_model`)."""
     dataset = data if isinstance(data, ImageNetImages) else ImageNetImages(data, eval_transform(model))
     mean, std = model_normalization(model)
     device = torch.device(device) if device is not None else model_device(model)
+    dtype = model_dtype(model)
     env = current()  # under torchrun: this process' shard, then every shard's hits
     start = time.perf_counter()
 
     def work():
         hits = []
         batches = stream_batches(shard(dataset, env), batch_size=batch_size, workers=workers, device=device,
-                                 mean=mean, std=std, channels_last=channels_last)
-        with inference(model, channels_last), tqdm(total=len(dataset), desc=f"imagenet {name}", unit="img",
+                                 mean=mean, std=std, channels_last=channels_last, dtype=dtype)
+        with inference(model, channels_last, device), tqdm(total=len(dataset), desc=f"imagenet {name}", unit="img",
                                                     disable=not (progress and env.main)) as bar:
             for x, indices, _ in batches:
                 hits += zip(indices.tolist(), top1_hits(dataset, indices, model(x)))

@@ -121,15 +121,23 @@ def create_model(
         model = _create_timm(name, variant, tag, pretrained, weights_path, weights_sha256, kwargs, sparse)
     else:
         model = _create_torchvision(name, variant, pretrained, weights_path, weights_sha256, kwargs, sparse)
-    return model if placement is None else _apply_spec(model, placement, lib)
+    return model if placement is None else _apply_spec(model, placement, lib, variant.base)
 
 
-def _apply_spec(model, placement, source: str):
-    """Sparsify a dense model by a placement spec (``method="module"``), with the same metadata as variants."""
+def _apply_spec(model, placement, source: str, base: str):
+    """Sparsify a dense model by a placement spec (``method="module"``), with the same metadata as variants.
+
+    A spec found for another model is refused: layer names such as ``layer2`` exist in
+    many models, so it would apply silently and mean something else."""
     from ..placement_spec import load_placement
     from ..surgery import sparsify
 
     spec = load_placement(placement)
+    if spec.model is not None and spec.model.split(":", 1)[-1].partition(".")[0] != base:
+        raise ValueError(
+            f"the placement spec was made for {spec.model!r}, not {base!r}: its layers and K were chosen on "
+            f"that model. Build {spec.model!r} instead; to apply it to {base!r} on purpose, set the spec's "
+            f"\"model\" to {base!r} (or null), or call topk_plugin.sparsify(model, spec)")
     sparsify(model, spec, method="module")
     model.topk_variant = dict(name=None, source=source, base=spec.model, op=spec.op, layers=dict(spec.layers),
                               options=dict(spec.options), rule="placement spec")
