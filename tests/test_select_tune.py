@@ -40,9 +40,9 @@ def fresh(monkeypatch, tmp_path):
     measured = []
     real = _select_tune._measure_all
 
-    def counting(builds):
+    def counting(builds, classes, budget):
         measured.append(1)
-        return real(builds)
+        return real(builds, classes, budget)
 
     monkeypatch.setattr(_select_tune, "_measure_all", counting)
     return measured
@@ -58,7 +58,7 @@ def test_measure_scores_relative_to_the_fastest_and_pick_breaks_ties_in_order():
 
     runners = {"native": runner(2.0), "portable": runner(1.0), "torch": runner(4.0)}
     scores = _select_tune.measure(runners, [(None, 0.1), (None, 0.5)], repeats=3, clock=lambda: now[0])
-    assert scores == pytest.approx({"native": 2.0, "portable": 1.0, "torch": 4.0})
+    assert scores == pytest.approx({"native": 2.0, "portable": 1.0, "torch": 4.0, "cases": 2})
     assert _select_tune.pick(scores) == "portable"
     assert _select_tune.pick({"torch": 1.0, "portable": 1.0, "native": 1.0}) == "native"
 
@@ -104,8 +104,9 @@ def test_the_decision_is_cached_on_disk_and_reused(fresh, tmp_path):
     assert first["source"] == "measured" and fresh == [1]
     path = tmp_path / "kernels" / first["path"].rsplit("/", 1)[-1]
     on_disk = json.loads(path.read_text())
-    assert on_disk["choice"] == first["choice"] and on_disk["cpu"] == _cpu.describe()
-    assert set(on_disk["choice"].values()) <= set(_select_tune.CANDIDATES)
+    on_disk_choice = {c: e["choice"] for c, e in on_disk["classes"].items()}
+    assert on_disk_choice == first["choice"] and on_disk["cpu"] == _cpu.describe()
+    assert set(on_disk_choice.values()) <= set(_select_tune.CANDIDATES)
 
     _select_tune._state.clear()  # a new process
     again = _select_tune.decision()
@@ -115,7 +116,7 @@ def test_the_decision_is_cached_on_disk_and_reused(fresh, tmp_path):
     path.write_text("{not json")  # a corrupt file is measured again, not trusted
     _select_tune._state.clear()
     assert _select_tune.decision()["source"] == "measured" and fresh == [1, 1]
-    assert json.loads(path.read_text())["choice"]
+    assert json.loads(path.read_text())["classes"]
 
     assert _select_tune.remeasure()["source"] == "measured" and fresh == [1, 1, 1]
 
@@ -261,7 +262,7 @@ def test_an_unwritable_cache_still_gets_a_decision(fresh, monkeypatch, tmp_path)
 
 @needs_kernel
 def test_a_failed_measurement_falls_back_to_the_native_build_and_is_not_cached(fresh, monkeypatch, tmp_path):
-    def broken(builds):
+    def broken(builds, classes, budget):
         fresh.append(1)
         raise RuntimeError("boom")
 
@@ -291,3 +292,99 @@ def test_torch_compile_in_auto_mode_follows_the_choice(monkeypatch):
         x = torch.randn(shape, generator=g)
         expected = reference_topk(x, 0.2) * 2 + reference_topk(x, 0.3, ties="threshold", rank_by="value", invert=True)
         assert torch.equal(compiled(x), expected) and torch.equal(f(x), expected)
+
+
+def test_the_measurement_stops_at_its_deadline():
+    now = [0.0]
+
+    def run(x, k):
+        now[0] += 1.0
+
+    runners = {"native": run, "portable": run, "torch": run}
+    cases = [(None, 0.1)] * 10
+    scores = _select_tune.measure(runners, cases, repeats=2, clock=lambda: now[0], deadline=20.0)
+    assert 1 <= scores["cases"] < 10  # each case costs 9 clock units: it stops after crossing 20
+    assert _select_tune.measure(runners, cases, repeats=2, clock=lambda: now[0], deadline=-1.0)["cases"] == 1
+
+
+@needs_kernel
+def test_first_use_measures_only_its_row_class_within_the_budget_and_says_so(fresh, monkeypatch, capsys):
+    slow_seen = []
+    real = _select_tune._runners
+
+    def slow(builds):
+        runners = real(builds)
+        fn = runners["torch"]
+
+        def sleepy(x, k):
+            slow_seen.append(1)
+            time.sleep(0.05)
+            return fn(x, k)
+
+        return {**runners, "torch": sleepy}
+
+    monkeypatch.setattr(_select_tune, "_runners", slow)
+    monkeypatch.setattr(_select_tune, "BUDGET_SECONDS", 0.01)
+    monkeypatch.setattr(_select_tune, "_cases", lambda row_cls: list(tiny_cases(row_cls)) * 3)
+    spatial_topk(torch.randn(2, 3, 7, 7), 0.2)  # a short float32 row
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "timing the CPU selection paths for short-32 rows" in err and "tune" in err
+    d = _select_tune._state["decision"]
+    assert list(d["choice"]) == ["short-32"] and d["partial"] == ["short-32"]
+    assert d["classes"]["short-32"]["cases"] == 1 < d["classes"]["short-32"]["of"]
+    spatial_topk(torch.randn(2, 3, 7, 7), 0.1)  # decided: no second measurement, no second notice
+    assert capsys.readouterr().err == "" and fresh == [1]
+
+
+@needs_kernel
+def test_tune_measures_every_class_without_a_budget_and_replaces_the_cache(fresh, monkeypatch, capsys):
+    monkeypatch.setattr(_select_tune, "BUDGET_SECONDS", 0.0)
+    _select_tune.choice("long-16")
+    assert _select_tune._state["decision"]["partial"] == ["long-16"]  # a zero budget times the first case only
+    d = _select_tune.tune()
+    assert set(d["choice"]) == set(_select_tune.CASES) and d["source"] == "measured" and not d["partial"]
+    assert all(e["budget"] is None and e["cases"] == e["of"] for e in d["classes"].values())
+    _select_tune._state.clear()
+    assert _select_tune.decision()["source"] == "cached"
+    with pytest.raises(ValueError, match="unknown row classes"):
+        _select_tune.tune(["short-8"])
+
+
+@needs_kernel
+def test_an_unwritable_cache_keeps_the_kernel_and_says_so_once(monkeypatch, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    monkeypatch.setenv("TOPK_PLUGIN_CACHE", str(blocker / "cache"))
+    monkeypatch.setattr(_select_build, "_builds", {})
+    monkeypatch.setattr(_select_build, "_unwritable", set())
+    build = _select_build.build("portable")
+    again = _select_build.build("native")
+    assert build.lib is not None and again.lib is not None and not (blocker / "cache").exists()
+    err = capsys.readouterr().err
+    assert err.count("is not writable") == 1 and "TOPK_PLUGIN_CACHE" in err
+
+
+def test_a_bogus_backend_variable_never_breaks_import_or_help_and_fails_clearly_at_use():
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TOPK_PLUGIN_BACKEND": "bogus"}
+    help_run = subprocess.run([sys.executable, "-m", "topk_plugin", "--help"], capture_output=True, text=True, env=env)
+    assert help_run.returncode == 0 and "COMMAND" in help_run.stdout and not help_run.stderr
+    code = "import torch, topk_plugin\ntry:\n    topk_plugin.spatial_topk(torch.ones(1, 1, 2, 2), 0.5)\n" \
+           "except ValueError as e:\n    print(e)"
+    use = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert "TOPK_PLUGIN_BACKEND='bogus' is not one of auto, torch, kernel, portable" in use.stdout, use.stderr
+
+
+@needs_kernel
+def test_tune_command_tunes_each_thread_count(fresh, capsys):
+    from topk_plugin.cli import main
+
+    threads = torch.get_num_threads()
+    assert main(["tune", "--threads", "1", "2", "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["threads"] for line in lines] == [1, 2] and lines[0]["path"] != lines[1]["path"]
+    assert all(set(line["choice"]) == set(_select_tune.CASES) for line in lines)
+    assert torch.get_num_threads() == threads

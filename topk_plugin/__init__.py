@@ -5,7 +5,7 @@ through Activation Sparsity", NeurIPS 2023.
 """
 from . import functional
 from .functional import random_k, spatial_topk
-from .kernel_status import kernel_status
+from .kernel_status import kernel_status, tune
 from .layers import LayerInfo, UnknownLayerError, format_table, list_layers
 from .modules import RandomK, TopK
 from .placement_spec import PlacementSpec, load_placement
@@ -28,6 +28,7 @@ __all__ = [
     "spatial_topk",
     "random_k",
     "kernel_status",
+    "tune",
     "TopK",
     "RandomK",
     "PlacementSpec",

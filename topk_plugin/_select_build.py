@@ -26,23 +26,30 @@ PyTorch's thread pool instead of competing with it.
   Linux), so a cache shared between Linux machines never loads a library built for
   another CPU. Builds write to a temporary file and rename it into
   place, so concurrent processes (pytest-xdist workers) never see a partial library.
+  A cache that cannot be written gets a one-line notice, and the kernel is built in a
+  temporary folder for the process instead (the fast path stays; only the reuse goes).
+  Each compilation prints one line on stderr: it takes seconds, once per machine.
 """
 from __future__ import annotations
 
+import atexit
 import ctypes
 import dataclasses
 import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import _cpu
-from ._paths import cache_dir
+from ._paths import CACHE_ENV_VAR, cache_dir
 
-__all__ = ["Build", "build", "library", "portable_library", "status", "source_dir", "KEY_CTYPES", "VARIANTS"]
+__all__ = ["Build", "build", "builds", "library", "portable_library", "status", "source_dir", "notice", "KEY_CTYPES",
+           "VARIANTS"]
 
 # ctypes type of the key (the float's same-width integer view) per kernel suffix
 KEY_CTYPES = {"i16": ctypes.c_int16, "i32": ctypes.c_int32, "i64": ctypes.c_int64}
@@ -50,7 +57,10 @@ SOURCES = ("topk_select.c", "topk_select_body.h")
 VARIANTS = {"native": (), "portable": ("-DTOPK_PORTABLE",)}
 
 _lock = threading.Lock()
+_key_locks: dict[tuple, threading.Lock] = {}
 _builds: dict[tuple, "Build"] = {}
+_unwritable: set[Path] = set()  # cache folders already reported as not writable
+_private: dict[str, Path] = {}  # this process' build folder when the cache is not writable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +119,36 @@ def _flag_sets(march: str | None, defines: tuple[str, ...]) -> list[list[str]]:
     return [[*flags, *defines] for flags in (sets if arch else sets[1:])]
 
 
+def notice(message: str) -> None:
+    """One line on stderr, when the kernel machinery does slow or surprising work for the user."""
+    print(f"topk-plugin: {message}", file=sys.stderr, flush=True)
+
+
+def _writable_cache() -> Path | None:
+    """The kernel cache folder if it can be created and written, else ``None`` (and a notice, once)."""
+    folder = _cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
+            pass
+        return folder
+    except OSError as exc:
+        if folder not in _unwritable:
+            _unwritable.add(folder)
+            notice(f"the kernel cache {folder} is not writable ({exc.strerror or exc}): the C kernel is built in a "
+                   f"temporary folder for this process only and its timing is not kept; set {CACHE_ENV_VAR} to a "
+                   "writable folder to keep them")
+        return None
+
+
+def _private_dir() -> Path:
+    """A temporary folder for this process' builds when the cache is not writable (removed at exit)."""
+    if "dir" not in _private:
+        _private["dir"] = Path(tempfile.mkdtemp(prefix="topk_plugin_kernel_"))
+        atexit.register(shutil.rmtree, _private["dir"], True)
+    return _private["dir"]
+
+
 def _compile(march: str | None, defines: tuple[str, ...]) -> Build:
     cc = _compiler()
     if cc is None:
@@ -124,13 +164,18 @@ def _compile(march: str | None, defines: tuple[str, ...]) -> Build:
     errors = []
     for flags in _flag_sets(march, defines):
         key = "\0".join([*sources.values(), " ".join(flags), version, _cpu.cpu_signature()])
-        target = _cache_dir() / f"topk_select_{hashlib.sha256(key.encode()).hexdigest()[:16]}.so"
+        name = f"topk_select_{hashlib.sha256(key.encode()).hexdigest()[:16]}.so"
+        target = _cache_dir() / name
+        if not target.is_file():
+            folder = _writable_cache() or _private_dir()
+            target = folder / name
         if not target.is_file():
             try:
-                target.parent.mkdir(parents=True, exist_ok=True)
+                variant = " ".join(d.removeprefix("-D") for d in defines) or "native"
+                notice(f"compiling the C selection kernel ({variant} build) once into {target.parent}")
                 with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-                    for name, text in sources.items():
-                        (Path(tmp) / name).write_text(text)
+                    for source_name, text in sources.items():
+                        (Path(tmp) / source_name).write_text(text)
                     built = Path(tmp) / target.name
                     proc = subprocess.run(
                         [cc, *flags, "-shared", "-fPIC", "-o", str(built), str(Path(tmp) / SOURCES[0]), "-lm"],
@@ -160,13 +205,25 @@ def build(variant: str = "native", *, march: str | None = "native", defines: tup
 
     ``variant`` names the :data:`VARIANTS` defines; ``march`` and ``defines`` make others
     (``build(march="x86-64-v3")``: the AVX2 code; ``defines=("-DTOPK_VBYTES=16",)``).
+    Different builds compile concurrently (one lock per build).
     """
     key = (march, (*VARIANTS[variant], *defines))
     if key not in _builds:
         with _lock:
+            lock = _key_locks.setdefault(key, threading.Lock())
+        with lock:
             if key not in _builds:
                 _builds[key] = _compile(*key)
     return _builds[key]
+
+
+def builds(variants=("native", "portable")) -> dict[str, Build]:
+    """Several builds at once, compiled in parallel (each compiler is its own process)."""
+    missing = [v for v in variants if (("native", VARIANTS[v]) not in _builds)]
+    if len(missing) > 1:
+        with ThreadPoolExecutor(len(missing)) as pool:
+            list(pool.map(build, missing))
+    return {v: build(v) for v in variants}
 
 
 def library(variant: str = "native") -> ctypes.CDLL | None:

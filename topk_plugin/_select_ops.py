@@ -44,9 +44,11 @@ _SERIAL_BELOW = 1 << 15  # elements: below this the OpenMP fork costs more than 
 # kernel_library(): a build (ctypes library) or "torch" pinned for this thread / context
 _pinned: contextvars.ContextVar = contextvars.ContextVar("topk_plugin_pinned", default=None)
 
-_backend = os.environ.get("TOPK_PLUGIN_BACKEND", "auto").strip().lower() or "auto"
-if _backend not in BACKENDS:
-    raise ValueError(f"TOPK_PLUGIN_BACKEND={_backend!r} is not one of {', '.join(BACKENDS)}")
+ENV_VAR = "TOPK_PLUGIN_BACKEND"
+_backend = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
+# A bad value must not break `import topk_plugin` or `--help`: it is reported when a selection runs.
+_env_error = (None if _backend in BACKENDS else
+              f"{ENV_VAR}={_backend!r} is not one of {', '.join(BACKENDS)}: unset it or set one of those")
 
 _SUFFIX = {torch.float16: "i16", torch.bfloat16: "i16", torch.float32: "i32", torch.float64: "i64"}
 _INT = {torch.float16: torch.int16, torch.bfloat16: torch.int16, torch.float32: torch.int32, torch.float64: torch.int64}
@@ -60,26 +62,30 @@ _CONSTS = {
 
 
 def get_backend() -> str:
+    """The backend in force; raises if ``TOPK_PLUGIN_BACKEND`` holds an unknown value."""
+    if _env_error is not None:
+        raise ValueError(_env_error)
     return _backend
 
 
 def set_backend(name: str) -> None:
     """Select ``"auto"``, ``"torch"``, ``"kernel"`` or ``"portable"`` (see the module doc)."""
-    global _backend
+    global _backend, _env_error
     if name not in BACKENDS:
         raise ValueError(f"backend {name!r} is not one of {', '.join(BACKENDS)}")
-    _backend = name
+    _backend, _env_error = name, None
 
 
 @contextlib.contextmanager
 def backend(name: str):
     """Context manager form of :func:`set_backend`."""
-    previous = _backend
+    global _backend, _env_error
+    previous = _backend, _env_error
     set_backend(name)
     try:
         yield
     finally:
-        set_backend(previous)
+        _backend, _env_error = previous
 
 
 def kernel_available() -> bool:
@@ -89,12 +95,13 @@ def kernel_available() -> bool:
 def use_kernel(x: torch.Tensor, channel_dim: int = 1) -> bool:
     """Whether ``spatial_topk`` should go through the custom ops for ``x``: not when the
     PyTorch path will run anyway (then ``functional`` runs it directly, with autograd)."""
+    backend_name = get_backend()
     if x.device.type != "cpu":
         return False
     if torch.compiler.is_compiling():
         # traced: the custom op decides when it runs (kernel or PyTorch path, same bits), so
         # tracing never builds, locks or measures anything
-        return _backend != "torch"
+        return backend_name != "torch"
     return _library_for(x, channel_dim) is not None
 
 

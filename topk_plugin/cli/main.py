@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import analysis, claim, fastgan, fid, search_placement, shape_bias, stylize, train
+from . import analysis, claim, fastgan, fid, search_placement, shape_bias, stylize, train, tune
 
-SUBCOMMANDS = [shape_bias, search_placement, analysis, claim, fastgan, fid, train, stylize]
+SUBCOMMANDS = [shape_bias, search_placement, analysis, claim, fastgan, fid, train, stylize, tune]
 DISTRIBUTED = ("shape-bias", "search-placement")  # the commands that run under torchrun
 
 
