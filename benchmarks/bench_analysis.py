@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from topk_plugin import _cpu
+from topk_plugin.kernel import cpu as _cpu
 from topk_plugin._io import atomic_write_json
 from topk_plugin.analysis import (
     default_layers,

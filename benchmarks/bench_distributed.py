@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from topk_plugin._cpu import cpu_model, vector_isa
+from topk_plugin.kernel.cpu import cpu_model, vector_isa
 
 
 def run(nproc: int, threads: int, shared: Path, out: Path) -> tuple[float, dict]:

@@ -46,7 +46,7 @@ def run(cache: str, threads: int | None) -> tuple[list[float], list[str]]:
 
 
 def main() -> None:
-    from topk_plugin._cpu import describe
+    from topk_plugin.kernel.cpu import describe
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)

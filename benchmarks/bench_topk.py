@@ -42,7 +42,7 @@ import time
 import torch
 
 import topk_plugin
-from topk_plugin import _cpu, _select_build, _select_ops, _select_tune
+from topk_plugin import kernel
 from topk_plugin.functional import spatial_topk
 
 SHAPES = [(16, 64, 56, 56), (16, 256, 28, 28), (16, 512, 7, 7), (8, 128, 112, 112)]
@@ -73,15 +73,24 @@ def interleaved(fns: dict, repeats: int) -> dict:
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-with_library = _select_tune.pinned_runner  # spatial_topk(x, k) pinned to one build, or to "torch"
-torch_path = _select_tune.pinned_runner("torch")
+def with_library(target):
+    """``spatial_topk(x, k)`` pinned to one build (a kernel library) or to ``"torch"``, whatever the backend."""
+
+    def run(x, k):
+        with kernel.dispatch.kernel_library(target):
+            return spatial_topk(x, k)
+
+    return run
+
+
+torch_path = with_library("torch")
 
 
 def op_table(repeats: int, march: str | None) -> None:
-    candidates = {"native": with_library(_select_build.library("native")),
-                  "portable": with_library(_select_build.portable_library())}
+    candidates = {"native": with_library(kernel.build.library("native")),
+                  "portable": with_library(kernel.build.portable_library())}
     if march:
-        extra = _select_build.build(march=march)
+        extra = kernel.build.build(march=march)
         if extra.lib is None:
             raise SystemExit(f"--march {march}: {extra.status}")
         print(f"march={march} build: {extra.status}")
@@ -112,8 +121,8 @@ def op_table(repeats: int, march: str | None) -> None:
 
 def short_rows_table(repeats: int) -> None:
     """Short rows: the native build (vector lanes) vs the -DTOPK_PORTABLE build (row by row)."""
-    native = with_library(_select_build.library("native"))
-    portable = with_library(_select_build.portable_library())
+    native = with_library(kernel.build.library("native"))
+    portable = with_library(kernel.build.portable_library())
     print("\nshort rows: native build vs -DTOPK_PORTABLE build (ms, spatial_topk, inference)")
     print(f"{'shape':<20} {'dtype':<8} {'layout':<14} {'K':>5} {'native':>9} {'portable':>9} {'ratio':>6}")
     for shape in [(16, 512, 7, 7), (16, 256, 12, 12), (16, 256, 14, 14), (16, 256, 16, 16)]:
@@ -131,10 +140,10 @@ def short_rows_table(repeats: int) -> None:
 def widths_table(repeats: int) -> None:
     """The vector-extension code at every width (-DTOPK_VBYTES) against plain C, on this CPU:
     a width above the hardware's is split into several registers by the compiler."""
-    builds = {f"{w} B": _select_build.build(defines=(f"-DTOPK_VBYTES={w}",)) for w in (16, 32, 64)}
-    builds["plain C"] = _select_build.build("portable")
+    builds = {f"{w} B": kernel.build.build(defines=(f"-DTOPK_VBYTES={w}",)) for w in (16, 32, 64)}
+    builds["plain C"] = kernel.build.build("portable")
     runs = {name: with_library(b.lib) for name, b in builds.items() if b.lib is not None}
-    native = _select_build.build("native").vector_bytes
+    native = kernel.build.build("native").vector_bytes
     print(f"\nvector widths: -DTOPK_VBYTES builds vs plain C (ms, spatial_topk, inference; native picks {native} B)")
     print(f"{'shape':<20} {'input':<6} {'K':>5} " + " ".join(f"{n:>9}" for n in runs))
     for shape in SHAPES[:3]:
@@ -171,10 +180,10 @@ def model_overheads(repeats: int) -> None:
     dense = torchvision.models.squeezenet1_1().eval()
     sparse = topk_plugin.sparsify(copy.deepcopy(dense), ["features.7", "features.10"], 0.2).eval()
     x32 = torch.randn(32, 3, 224, 224, generator=torch.Generator().manual_seed(0))
-    old = _select_build.build(defines=("-DTOPK_VBYTES=64",)).lib
+    old = kernel.build.build(defines=("-DTOPK_VBYTES=64",)).lib
 
     def sparse_old():
-        with _select_ops.kernel_library(old):
+        with kernel.dispatch.kernel_library(old):
             return sparse(x32)
 
     with torch.no_grad():
@@ -214,7 +223,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(topk_plugin.kernel_status())
-    print(f"cpu flags: {' '.join(sorted(_cpu.cpu_flags()))}")
+    print(f"cpu flags: {' '.join(sorted(kernel.cpu.cpu_flags()))}")
     if args.short_rows:
         short_rows_table(args.repeats)
         return

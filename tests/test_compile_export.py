@@ -73,7 +73,7 @@ from hypothesis import given, strategies as st  # noqa: E402
 from reference import reference_k  # noqa: E402
 
 from topk_plugin import create_model  # noqa: E402
-from topk_plugin import _select_ops  # noqa: E402
+from topk_plugin import kernel  # noqa: E402
 from topk_plugin.functional import resolve_k  # noqa: E402
 
 
@@ -97,11 +97,11 @@ def test_resolve_k_is_the_decimal_rule(k, positions):
 @pytest.mark.parametrize("fullgraph", [False, True])
 @pytest.mark.parametrize("dynamic", [None, True])
 def test_compile_several_resolutions(selection, fullgraph, dynamic):
-    if selection == "kernel" and not _select_ops.kernel_available():
+    if selection == "kernel" and not kernel.dispatch.kernel_available():
         pytest.skip("no C kernel on this machine")
     torch._dynamo.reset()
     model = sparsify(two_resolution_net(), ["1", "3"], 0.1).eval()
-    with _select_ops.backend(selection):
+    with kernel.dispatch.backend(selection):
         compiled = torch.compile(model, backend="aot_eager", fullgraph=fullgraph, dynamic=dynamic)
         with torch.no_grad():
             for size in (12, 16, 20):  # a second size makes automatic dynamic shapes kick in
@@ -147,11 +147,11 @@ def test_compile_registry_model_at_two_sizes():
 @pytest.mark.parametrize("selection", ["torch", "kernel"])
 def test_inductor_several_resolutions(selection):
     """The default backend (C++ code generation: minutes on 2 cores, so not in CI)."""
-    if selection == "kernel" and not _select_ops.kernel_available():
+    if selection == "kernel" and not kernel.dispatch.kernel_available():
         pytest.skip("no C kernel on this machine")
     torch._dynamo.reset()
     model = sparsify(two_resolution_net(), ["1", "3"], 0.1).eval()
-    with _select_ops.backend(selection):
+    with kernel.dispatch.backend(selection):
         compiled = torch.compile(model, fullgraph=True)
         with torch.no_grad():
             for size in (12, 16, 20):

@@ -5,12 +5,13 @@ through Activation Sparsity", NeurIPS 2023.
 """
 from . import functional
 from .functional import random_k, spatial_topk
-from .kernel_status import kernel_status, tune
+from .kernel import kernel_status, tune
 from .layers import LayerInfo, UnknownLayerError, format_table, list_layers
 from .modules import RandomK, TopK
 from .placement_spec import PlacementSpec, load_placement
 from .summary import SparsityRow, sparsity_summary
-from .surgery import NotATensorError, sparsified, sparsified_layers, sparsify, unsparsify
+from .attachment import NotATensorError, sparsified_layers
+from .surgery import sparsified, sparsify, unsparsify
 from .calibrate import calibrate
 
 # After the core: registering the zoo's model names needs sparsify.

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from ._model import model_device, model_dtype
 from .functional import spatial_topk
 from .modules import TopK
-from .surgery import sparsified_layers
+from .attachment import sparsified_layers
 
 __all__ = ["calibrate", "RemovedMean"]
 

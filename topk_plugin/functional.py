@@ -49,7 +49,7 @@ from fractions import Fraction
 
 import torch
 
-from . import _select_ops
+from .kernel import dispatch, layout, torch_path
 
 __all__ = [
     "spatial_topk", "random_k", "random_mask", "resolve_k", "exact_k", "ExactFraction", "topk_mask", "validate_k", "check_options",
@@ -60,20 +60,6 @@ TIES = ("exact", "threshold")
 MODES = ("keep", "mean")
 RANK_BY = ("abs", "value")
 FILLS = ("zero", "shift", "image-mean")
-
-# Same-width integer views whose order matches the float order (see _rank_keys).
-_INT_VIEW = {
-    torch.float16: torch.int16,
-    torch.bfloat16: torch.int16,
-    torch.float32: torch.int32,
-    torch.float64: torch.int64,
-}
-# The key of +inf under |x| ranking; every NaN's key lies above it.
-_INF_KEY = {
-    dtype: torch.tensor(float("inf"), dtype=dtype).view(int_dtype).item()
-    for dtype, int_dtype in _INT_VIEW.items()
-}
-
 
 def validate_k(k) -> None:
     """Raise a clear error unless ``k`` is a fraction in (0, 1] or an int count >= 1."""
@@ -165,93 +151,17 @@ def check_options(ties: str, mode: str, rank_by: str, fill: str = "zero") -> Non
             raise ValueError(f"{name}={value!r} is not one of {', '.join(map(repr, allowed))}")
 
 
-def _rows(x: torch.Tensor, channel_dim: int):
-    """A 3-D view of ``x`` with positions on one axis, plus the inverse map.
-
-    Returns ``(rows, dim, unflatten)``: ``rows`` is ``(n, L, c)`` (``dim=1``) when
-    the channels are the innermost axis in memory (channels_last, token tensors)
-    and ``(n, c, L)`` (``dim=2``) otherwise, so no copy is made for the usual
-    layouts; ``unflatten`` maps a tensor shaped like ``rows`` back to ``x``'s
-    shape with ``x``'s strides.
-    """
-    c_dim = channel_dim % x.ndim
-    n, c, positions = x.shape[0], x.shape[c_dim], _positions(x, channel_dim)  # no -1: empty tensors reshape too
-    last = x.movedim(c_dim, -1)
-    if last.is_contiguous():
-        rows = last.reshape(n, positions, c)
-        return rows, 1, lambda t: t.reshape(last.shape).movedim(-1, c_dim)
-    first = x.movedim(c_dim, 1)
-    rows = first.reshape(n, c, positions)
-    return rows, 2, lambda t: t.reshape(first.shape).movedim(1, c_dim)
-
-
-def _rank_keys(rows: torch.Tensor, rank_by: str) -> torch.Tensor:
-    """Integers ordered exactly like the ranking, with every NaN as the maximum.
-
-    An IEEE float's bit pattern, read as a signed int, is ordered like the float
-    for non-negative values; flipping the magnitude bits of negative values
-    makes the whole line monotone. Integer keys give exact ties and a total order
-    that does not depend on the backend's float comparisons.
-    """
-    int_dtype = _INT_VIEW[rows.dtype]
-    bits = torch.iinfo(int_dtype).bits
-    magnitude = (1 << (bits - 1)) - 1  # all bits but the sign
-    nan_key = torch.iinfo(int_dtype).max
-    if rank_by == "abs":
-        keys = rows.abs().view(int_dtype)  # sign cleared; every NaN is above inf
-        return keys.clamp_max(_INF_KEY[rows.dtype] + 1)  # all NaN payloads tie
-    canon = rows + 0.0  # -0.0 + 0.0 == +0.0: the two zeros tie
-    keys = canon.view(int_dtype)
-    keys = keys ^ ((keys >> (bits - 1)) & magnitude)
-    return keys.masked_fill(torch.isnan(rows), nan_key)
-
-
 def topk_mask(
     x: torch.Tensor, k, *, ties: str = "exact", rank_by: str = "abs", channel_dim: int = 1
 ) -> torch.Tensor:
     """Bool mask of the Top-K entries of ``x`` per (sample, channel); see module doc."""
     _check_input(x, channel_dim)
     check_options(ties, "keep", rank_by)
-    positions = _positions(x, channel_dim)
-    kk = resolve_k(k, positions)
-    if _select_ops.use_kernel(x, channel_dim):
-        return _select_ops.topk_mask_op(x.detach(), kk, channel_dim, ties == "exact", rank_by == "abs", False)
-    return _torch_topk_mask(x, kk, ties, rank_by, channel_dim, _keeps_all(k, positions))
-
-
-def _positions(x: torch.Tensor, channel_dim: int) -> int:
-    """Positions per (sample, channel): the product of the non-batch, non-channel sizes
-    (a plain loop: ``torch.compile(fullgraph=True)`` traces it)."""
-    c_dim = channel_dim % x.ndim
-    positions = 1
-    for i in range(1, x.ndim):
-        if i != c_dim:
-            positions = positions * x.shape[i]
-    return positions
-
-
-def _torch_topk_mask(x: torch.Tensor, kk: int, ties: str, rank_by: str, channel_dim: int,
-                     keeps_all: bool) -> torch.Tensor:
-    """The pure-PyTorch selection (any device): mask shaped and laid out like ``x``;
-    ``keeps_all``: K covers every position (see :func:`_keeps_all`)."""
-    rows, dim, unflatten = _rows(x, channel_dim)
-    return unflatten(_row_mask(rows, dim, kk, ties, rank_by, keeps_all))
-
-
-def _row_mask(rows: torch.Tensor, dim: int, kk: int, ties: str, rank_by: str, keeps_all: bool = False) -> torch.Tensor:
-    positions = rows.shape[dim]
-    if keeps_all or rows.numel() == 0:
-        return torch.ones_like(rows, dtype=torch.bool)
-    with torch.no_grad():
-        keys = _rank_keys(rows.detach(), rank_by)
-        # K-th largest == (L - K + 1)-th smallest; kthvalue is a linear-time select.
-        kth = torch.kthvalue(keys, positions - kk + 1, dim=dim, keepdim=True).values
-        if ties == "threshold":
-            return keys >= kth
-        above = keys > kth
-        missing = kk - above.sum(dim=dim, keepdim=True)
-        at = keys == kth
-        return above | (at & (at.cumsum(dim=dim) <= missing))
+    count = layout.positions(x, channel_dim)
+    kk = resolve_k(k, count)
+    if dispatch.use_kernel(x, channel_dim):
+        return dispatch.topk_mask_op(x.detach(), kk, channel_dim, ties == "exact", rank_by == "abs", False)
+    return torch_path.topk_mask(x, kk, channel_dim, ties == "exact", rank_by == "abs", _keeps_all(k, count))
 
 
 def _check_input(x: torch.Tensor, channel_dim: int) -> None:
@@ -263,7 +173,7 @@ def _check_input(x: torch.Tensor, channel_dim: int) -> None:
             f"got shape {tuple(x.shape)} ({x.ndim}-D). A 2-D output (e.g. of a Linear "
             "layer) has no spatial positions: apply Top-K to an earlier layer."
         )
-    if x.dtype not in _INT_VIEW:
+    if x.dtype not in layout.KEY_DTYPES:
         raise TypeError(
             f"spatial_topk expects a floating tensor (float16, bfloat16, float32, float64), "
             f"got {x.dtype}"
@@ -338,19 +248,19 @@ def _channel_shift(shift, x: torch.Tensor, channel_dim: int) -> torch.Tensor:
 
 def _zero_fill(x, k, ties, mode, rank_by, invert, channel_dim) -> torch.Tensor:
     """The selected entries (kept or mean-replaced), zeros elsewhere."""
-    if _select_ops.use_kernel(x, channel_dim):
+    if dispatch.use_kernel(x, channel_dim):
         return _spatial_topk_kernel(x, k, ties, mode, rank_by, invert, channel_dim)
-    rows, dim, unflatten = _rows(x, channel_dim)
-    kk = resolve_k(k, rows.shape[dim])
-    keeps_all = _keeps_all(k, rows.shape[dim])
+    view, dim, unflatten = layout.rows(x, channel_dim)
+    kk = resolve_k(k, view.shape[dim])
+    keeps_all = _keeps_all(k, view.shape[dim])
     if keeps_all and mode == "keep" and not invert:
         return x  # K covers every position: the identity
-    mask = _row_mask(rows, dim, kk, ties, rank_by, keeps_all)
+    mask = torch_path.row_mask(view, dim, kk, ties == "exact", rank_by == "abs", keeps_all)
     if invert:
         mask = ~mask
     if mode == "keep":
         return torch.where(unflatten(mask), x, 0.0)
-    return unflatten(_mean_fill(rows, mask, dim))
+    return unflatten(_mean_fill(view, mask, dim))
 
 
 def random_mask(x: torch.Tensor, k, *, generator: torch.Generator | None = None, channel_dim: int = 1) -> torch.Tensor:
@@ -391,38 +301,38 @@ def random_k(
 
 def _mean_fill_like(x: torch.Tensor, mask: torch.Tensor, channel_dim: int) -> torch.Tensor:
     """Mean replacement for a mask shaped like ``x`` (whatever the mask's strides)."""
-    rows, dim, unflatten = _rows(x, channel_dim)
+    view, dim, unflatten = layout.rows(x, channel_dim)
     c_dim = channel_dim % x.ndim
     if dim == 1:
-        mask_rows = mask.movedim(c_dim, -1).reshape(rows.shape)
+        mask_rows = mask.movedim(c_dim, -1).reshape(view.shape)
     else:
-        mask_rows = mask.movedim(c_dim, 1).reshape(rows.shape)
-    return unflatten(_mean_fill(rows, mask_rows, dim))
+        mask_rows = mask.movedim(c_dim, 1).reshape(view.shape)
+    return unflatten(_mean_fill(view, mask_rows, dim))
 
 
-def _mean_fill(rows: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
+def _mean_fill(view: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
     """Mean replacement: the mean of the selected entries of each row at every selected entry."""
-    acc = torch.float64 if rows.dtype == torch.float64 else torch.float32
-    total = torch.where(mask, rows, 0.0).sum(dim=dim, keepdim=True, dtype=acc)
+    acc = torch.float64 if view.dtype == torch.float64 else torch.float32
+    total = torch.where(mask, view, 0.0).sum(dim=dim, keepdim=True, dtype=acc)
     count = mask.sum(dim=dim, keepdim=True).clamp_min(1)
-    mean = (total / count).to(rows.dtype)
+    mean = (total / count).to(view.dtype)
     return torch.where(mask, mean, 0.0)
 
 
 def _spatial_topk_kernel(x, k, ties, mode, rank_by, invert, channel_dim):
-    """``spatial_topk`` through the compiled CPU kernel (``_select_ops``); same bits.
+    """``spatial_topk`` through the kernel's custom ops (:mod:`topk_plugin.kernel.dispatch`); same bits.
 
     Without autograd the ``keep`` result comes straight from the kernel (one
     pass); otherwise the kernel writes the bool mask and ``torch.where`` applies
     it, so backward saves only that mask.
     """
-    positions = _positions(x, channel_dim)
-    kk = resolve_k(k, positions)
-    if _keeps_all(k, positions) and mode == "keep" and not invert:
+    count = layout.positions(x, channel_dim)
+    kk = resolve_k(k, count)
+    if _keeps_all(k, count) and mode == "keep" and not invert:
         return x  # K covers every position: the identity
     args = (kk, channel_dim, ties == "exact", rank_by == "abs", invert)
     if mode == "keep":
         if not (torch.is_grad_enabled() and x.requires_grad):
-            return _select_ops.topk_keep_op(x, *args)
-        return torch.where(_select_ops.topk_mask_op(x.detach(), *args), x, 0.0)
-    return _mean_fill_like(x, _select_ops.topk_mask_op(x.detach(), *args), channel_dim)
+            return dispatch.topk_keep_op(x, *args)
+        return torch.where(dispatch.topk_mask_op(x.detach(), *args), x, 0.0)
+    return _mean_fill_like(x, dispatch.topk_mask_op(x.detach(), *args), channel_dim)

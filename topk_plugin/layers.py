@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .attachment import sparsified_layers
 from .modules import RandomK, TopK
 
 __all__ = ["LayerInfo", "UnknownLayerError", "list_layers", "resolve_layers", "format_table", "forward_with_hooks"]
@@ -141,8 +142,6 @@ def list_layers(model: nn.Module, example_input=None, *, leaves_only: bool = Fal
     under ``torch.no_grad`` to record each module's output shape; a module
     called several times reports its last call.
     """
-    from .surgery import sparsified_layers  # surgery imports this module
-
     targets = _named_targets(model)
     if leaves_only:
         targets = {n: m for n, m in targets.items() if not any(True for _ in m.children())}

@@ -29,7 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._io import atomic_write_json
+from .attachment import OPS, sparsified_layers
 from .functional import validate_k
+from .modules import TopK
 
 __all__ = ["PlacementSpec", "load_placement", "FORMAT", "SPEC_OPTIONS"]
 
@@ -50,8 +52,6 @@ class PlacementSpec:
     shift: dict = field(default_factory=dict)  # layer -> [float per channel], for fill="shift"
 
     def __post_init__(self):
-        from .surgery import OPS
-
         if not isinstance(self.layers, dict) or not self.layers:
             raise ValueError("a placement spec needs 'layers': a non-empty mapping of module name -> k")
         for name, k in self.layers.items():
@@ -74,9 +74,6 @@ class PlacementSpec:
     @classmethod
     def from_model(cls, model, *, model_name: str | None = None, provenance: dict | None = None) -> PlacementSpec:
         """The Top-K layers of a sparsified ``model`` (and their calibrated shifts) as a spec."""
-        from .modules import TopK
-        from .surgery import sparsified_layers
-
         ops = sparsified_layers(model)
         if not ops or not all(isinstance(op, TopK) for op in ops.values()):
             raise ValueError("PlacementSpec.from_model needs a model sparsified with op='topk' "

@@ -8,7 +8,7 @@ from torch import nn
 
 from .functional import resolve_k
 from .layers import forward_with_hooks
-from .surgery import sparsified_layers
+from .attachment import sparsified_layers
 
 __all__ = ["SparsityRow", "sparsity_summary"]
 

@@ -26,30 +26,15 @@ import torch
 import torch.fx
 from torch import nn
 
+from .attachment import (BASE_ATTR, CHILD_NAME, OPS, NotATensorError, TopKHook, checked_output, hook_keys, is_swapped,
+                         sparsified_layers)
 from .layers import resolve_layers
 from .modules import RandomK, TopK
 from .placement_spec import PlacementSpec, load_placement
 
-__all__ = ["sparsify", "unsparsify", "sparsified", "sparsified_layers", "attached", "METHODS", "OPS"]
+__all__ = ["sparsify", "unsparsify", "sparsified", "sparsified_layers", "attached", "METHODS", "OPS", "NotATensorError"]
 
 METHODS = ("module", "hook")
-# What sparsify puts after a layer: the Top-K op, or its control (K random positions).
-OPS = {"topk": TopK, "random": RandomK}
-CHILD_NAME = "topk"
-
-
-class NotATensorError(TypeError):
-    """A sparsified layer returned something other than a single tensor."""
-
-
-def _checked(module: nn.Module, output) -> torch.Tensor:
-    if not isinstance(output, (torch.Tensor, torch.fx.Proxy)):  # Proxy: FX tracing
-        raise NotATensorError(
-            f"Top-K cannot follow {type(module).__name__}: its output is a "
-            f"{type(output).__name__}, not a single tensor. Choose a layer whose "
-            "output is one (n, c, *spatial) tensor (see topk_plugin.list_layers(model, x))."
-        )
-    return output
 
 
 # --- method="module": class swap --------------------------------------------------
@@ -59,7 +44,7 @@ _SPARSE_CLASSES: dict[type, type] = {}
 
 def _sparse_forward(self, *args, **kwargs):
     output = self._topk_plugin_base.forward(self, *args, **kwargs)
-    return getattr(self, CHILD_NAME)(_checked(self, output))
+    return getattr(self, CHILD_NAME)(checked_output(self, output))
 
 
 def _rebuild(base: type) -> nn.Module:
@@ -127,7 +112,7 @@ def _sparse_class(base: type) -> type:
         namespace = {
             "forward": _sparse_forward,
             "__reduce_ex__": _reduce_ex,
-            "_topk_plugin_base": base,
+            BASE_ATTR: base,
             "__module__": base.__module__,
             "__qualname__": base.__qualname__,
             "__doc__": base.__doc__,
@@ -139,42 +124,10 @@ def _sparse_class(base: type) -> type:
     return _SPARSE_CLASSES[base]
 
 
-def _is_swapped(module: nn.Module) -> bool:
-    return "_topk_plugin_base" in type(module).__dict__
-
-
 # --- method="hook" ----------------------------------------------------------------
 
 
-class _TopKHook:
-    """Picklable forward hook holding its TopK; found again by type on removal."""
-
-    def __init__(self, topk: TopK):
-        self.topk = topk
-
-    def __call__(self, module, inputs, output):
-        return self.topk(_checked(module, output))
-
-    def __repr__(self) -> str:
-        return f"_TopKHook({self.topk!r})"
-
-
-def _hook_keys(module: nn.Module) -> list[int]:
-    return [key for key, hook in module._forward_hooks.items() if isinstance(hook, _TopKHook)]
-
-
 # --- public API -------------------------------------------------------------------
-
-
-def sparsified_layers(model: nn.Module) -> dict[str, TopK | RandomK]:
-    """``{layer name: TopK or RandomK}`` for every layer of ``model`` that ``sparsify`` changed."""
-    found = {}
-    for name, module in model.named_modules():
-        if _is_swapped(module):
-            found[name] = getattr(module, CHILD_NAME)
-        for key in _hook_keys(module):
-            found[name] = module._forward_hooks[key].topk
-    return found
 
 
 def _layer_seed(seed: int, name: str) -> int:
@@ -276,7 +229,7 @@ def sparsify(
             module.add_module(CHILD_NAME, topk)
             module.__class__ = _sparse_class(type(module))
         else:
-            module.register_forward_hook(_TopKHook(topk))
+            module.register_forward_hook(TopKHook(topk))
     return model
 
 
@@ -302,10 +255,10 @@ def unsparsify(model: nn.Module, layers=None) -> nn.Module:
     modules = dict(model.named_modules())
     for name in dict.fromkeys(names):
         module = modules[name]
-        if _is_swapped(module):
+        if is_swapped(module):
             module.__class__ = module._topk_plugin_base
             del module._modules[CHILD_NAME]
-        for key in _hook_keys(module):
+        for key in hook_keys(module):
             del module._forward_hooks[key]
     return model
 
@@ -346,7 +299,7 @@ def attached(model: nn.Module, ops: Mapping[str, nn.Module]):
     unknown = [name for name in ops if name not in modules]
     if unknown:
         resolve_layers(model, unknown, 1)  # raises the usual error with close matches
-    handles = [modules[name].register_forward_hook(_TopKHook(op)) for name, op in ops.items()]
+    handles = [modules[name].register_forward_hook(TopKHook(op)) for name, op in ops.items()]
     try:
         yield model
     finally:

@@ -23,14 +23,12 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from .. import _select_tune
-    from ..kernel_status import kernel_status, tune
+    from ..kernel import kernel_status, tune
 
     default = torch.get_num_threads()
     try:
         for threads in args.threads or [default]:
-            torch.set_num_threads(threads)
-            _select_tune._state.clear()  # decisions are per thread count
+            torch.set_num_threads(threads)  # the decisions are per thread count
             decision = tune()
             if args.json:
                 print(json.dumps({"threads": threads, "choice": decision["choice"], "path": decision["path"],

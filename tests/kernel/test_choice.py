@@ -1,4 +1,4 @@
-"""The measured backend choice (``_select_tune``) and the dispatch that follows it.
+"""The measured backend choice (``kernel.choice``) and the dispatch that follows it.
 
 The timing cases are shrunk to a few tiny tensors and the decision cache points at a
 temporary folder, so these tests measure for real but in well under a second each.
@@ -13,19 +13,19 @@ import torch
 from reference import reference_topk
 
 import topk_plugin
-from topk_plugin import _cpu, _select_build, _select_ops, _select_tune
+from topk_plugin import kernel
 from topk_plugin.functional import spatial_topk
 
 needs_kernel = pytest.mark.skipif(
-    not _select_ops.kernel_available() or _select_build.portable_library() is None,
-    reason=f"C kernel unavailable: {_select_build.status()}",
+    not kernel.dispatch.kernel_available() or kernel.build.portable_library() is None,
+    reason=f"C kernel unavailable: {kernel.build.status()}",
 )
 
 
 def tiny_cases(row_cls):
     shapes = {"short": (2, 4, 7, 7), "long": (1, 2, 20, 20)}
     length, bits = row_cls.split("-")
-    x = torch.randn(shapes[length], generator=torch.Generator().manual_seed(0)).to(_select_tune.CASES[row_cls][1])
+    x = torch.randn(shapes[length], generator=torch.Generator().manual_seed(0)).to(kernel.choice.CASES[row_cls][1])
     yield x.relu(), 0.1
     yield x, 0.5
 
@@ -34,17 +34,17 @@ def tiny_cases(row_cls):
 def fresh(monkeypatch, tmp_path):
     """A private decision cache and tiny cases; returns the list of measurements made."""
     monkeypatch.setenv("TOPK_PLUGIN_CACHE", str(tmp_path))
-    monkeypatch.setattr(_select_tune, "_state", {})
-    monkeypatch.setattr(_select_tune, "_cases", tiny_cases)
-    monkeypatch.setattr(_select_tune, "REPEATS", 2)
+    monkeypatch.setattr(kernel.choice, "_state", {})
+    monkeypatch.setattr(kernel.choice, "_cases", tiny_cases)
+    monkeypatch.setattr(kernel.choice, "REPEATS", 2)
     measured = []
-    real = _select_tune._measure_all
+    real = kernel.choice._measure_all
 
     def counting(builds, classes, budget):
         measured.append(1)
         return real(builds, classes, budget)
 
-    monkeypatch.setattr(_select_tune, "_measure_all", counting)
+    monkeypatch.setattr(kernel.choice, "_measure_all", counting)
     return measured
 
 
@@ -57,27 +57,27 @@ def test_measure_scores_relative_to_the_fastest_and_pick_breaks_ties_in_order():
         return run
 
     runners = {"native": runner(2.0), "portable": runner(1.0), "torch": runner(4.0)}
-    scores = _select_tune.measure(runners, [(None, 0.1), (None, 0.5)], repeats=3, clock=lambda: now[0])
+    scores = kernel.choice.measure(runners, [(None, 0.1), (None, 0.5)], repeats=3, clock=lambda: now[0])
     assert scores == pytest.approx({"native": 2.0, "portable": 1.0, "torch": 4.0, "cases": 2})
-    assert _select_tune.pick(scores) == "portable"
-    assert _select_tune.pick({"torch": 1.0, "portable": 1.0, "native": 1.0}) == "native"
+    assert kernel.choice.pick(scores) == "portable"
+    assert kernel.choice.pick({"torch": 1.0, "portable": 1.0, "native": 1.0}) == "native"
 
 
 def test_row_classes_follow_the_c_source_boundary():
     """'short' must be exactly the rows the C kernel sends through its vector lanes."""
-    source = (_select_build.source_dir() / "topk_select.c").read_text()
+    source = (kernel.build.source_dir() / "topk_select.c").read_text()
     lanes_max = int(re.search(r"#define LANES_MAX (\d+)", source).group(1))
-    assert _select_tune.SHORT_MAX == lanes_max
-    assert _select_tune.row_class(lanes_max, torch.float32) == "short-32"
-    assert _select_tune.row_class(lanes_max + 1, torch.bfloat16) == "long-16"
-    assert _select_tune.row_class(49, torch.float64) == "short-64"
-    assert set(_select_tune.CASES) == {f"{a}-{b}" for a in ("short", "long") for b in (16, 32, 64)}
+    assert kernel.choice.SHORT_MAX == lanes_max
+    assert kernel.choice.row_class(lanes_max, torch.float32) == "short-32"
+    assert kernel.choice.row_class(lanes_max + 1, torch.bfloat16) == "long-16"
+    assert kernel.choice.row_class(49, torch.float64) == "short-64"
+    assert set(kernel.choice.CASES) == {f"{a}-{b}" for a in ("short", "long") for b in (16, 32, 64)}
 
 
 @needs_kernel
-@pytest.mark.parametrize("slow", _select_tune.CANDIDATES)
+@pytest.mark.parametrize("slow", kernel.choice.CANDIDATES)
 def test_a_slow_candidate_is_not_chosen(fresh, monkeypatch, slow):
-    real = _select_tune._runners
+    real = kernel.choice._runners
 
     def with_slow_one(builds):
         runners = real(builds)
@@ -90,8 +90,8 @@ def test_a_slow_candidate_is_not_chosen(fresh, monkeypatch, slow):
         runners[slow] = sleepy
         return runners
 
-    monkeypatch.setattr(_select_tune, "_runners", with_slow_one)
-    decision = _select_tune.decision()
+    monkeypatch.setattr(kernel.choice, "_runners", with_slow_one)
+    decision = kernel.choice.decision()
     assert decision["source"] == "measured"
     assert slow not in decision["choice"].values(), decision["scores"]
     for row_cls, scores in decision["scores"].items():
@@ -100,49 +100,49 @@ def test_a_slow_candidate_is_not_chosen(fresh, monkeypatch, slow):
 
 @needs_kernel
 def test_the_decision_is_cached_on_disk_and_reused(fresh, tmp_path):
-    first = _select_tune.decision()
+    first = kernel.choice.decision()
     assert first["source"] == "measured" and fresh == [1]
     path = tmp_path / "kernels" / first["path"].rsplit("/", 1)[-1]
     on_disk = json.loads(path.read_text())
     on_disk_choice = {c: e["choice"] for c, e in on_disk["classes"].items()}
-    assert on_disk_choice == first["choice"] and on_disk["cpu"] == _cpu.describe()
-    assert set(on_disk_choice.values()) <= set(_select_tune.CANDIDATES)
+    assert on_disk_choice == first["choice"] and on_disk["cpu"] == kernel.cpu.describe()
+    assert set(on_disk_choice.values()) <= set(kernel.choice.CANDIDATES)
 
-    _select_tune._state.clear()  # a new process
-    again = _select_tune.decision()
+    kernel.choice._state.clear()  # a new process
+    again = kernel.choice.decision()
     assert again["source"] == "cached" and fresh == [1]
     assert again["choice"] == first["choice"]
 
     path.write_text("{not json")  # a corrupt file is measured again, not trusted
-    _select_tune._state.clear()
-    assert _select_tune.decision()["source"] == "measured" and fresh == [1, 1]
+    kernel.choice._state.clear()
+    assert kernel.choice.decision()["source"] == "measured" and fresh == [1, 1]
     assert json.loads(path.read_text())["classes"]
 
-    assert _select_tune.remeasure()["source"] == "measured" and fresh == [1, 1, 1]
+    assert kernel.choice.remeasure()["source"] == "measured" and fresh == [1, 1, 1]
 
 
 @needs_kernel
 def test_a_changed_cpu_flag_set_measures_again(fresh, monkeypatch):
-    first = _select_tune.decision()
-    signature = _cpu.cpu_signature()
-    monkeypatch.setattr(_cpu, "cpu_signature", lambda: signature + " new_flag")
-    _select_tune._state.clear()
-    second = _select_tune.decision()
+    first = kernel.choice.decision()
+    signature = kernel.cpu.cpu_signature()
+    monkeypatch.setattr(kernel.cpu, "cpu_signature", lambda: signature + " new_flag")
+    kernel.choice._state.clear()
+    second = kernel.choice.decision()
     assert second["source"] == "measured" and fresh == [1, 1]
     assert second["path"] != first["path"]
-    monkeypatch.setattr(_cpu, "cpu_signature", lambda: signature)
-    _select_tune._state.clear()
-    assert _select_tune.decision()["source"] == "cached" and fresh == [1, 1]
+    monkeypatch.setattr(kernel.cpu, "cpu_signature", lambda: signature)
+    kernel.choice._state.clear()
+    assert kernel.choice.decision()["source"] == "cached" and fresh == [1, 1]
 
 
 @needs_kernel
 def test_another_thread_count_measures_again(fresh):
     threads = torch.get_num_threads()
-    first = _select_tune.decision()
+    first = kernel.choice.decision()
     try:
         torch.set_num_threads(threads + 1)
-        _select_tune._state.clear()
-        second = _select_tune.decision()
+        kernel.choice._state.clear()
+        second = kernel.choice.decision()
         assert second["source"] == "measured" and second["path"] != first["path"] and fresh == [1, 1]
         assert second["threads"] == threads + 1
     finally:
@@ -151,18 +151,18 @@ def test_another_thread_count_measures_again(fresh):
 
 @needs_kernel
 def test_dispatch_follows_the_choice_per_row_class(monkeypatch):
-    choice = dict.fromkeys(_select_tune.CASES, "native")
+    choice = dict.fromkeys(kernel.choice.CASES, "native")
     choice.update({"short-32": "torch", "long-32": "portable", "short-16": "portable"})
-    monkeypatch.setattr(_select_tune, "_state", {"decision": {"choice": choice, "scores": {}, "source": "test"}})
+    monkeypatch.setattr(kernel.choice, "_state", {"decision": {"choice": choice, "scores": {}, "source": "test"}})
     used = []
-    real = _select_ops._run_kernel
+    real = kernel.native.run
 
     def spy(lib, *args, **kwargs):
         used.append(lib)
         return real(lib, *args, **kwargs)
 
-    monkeypatch.setattr(_select_ops, "_run_kernel", spy)
-    native, portable = _select_build.library("native"), _select_build.portable_library()
+    monkeypatch.setattr(kernel.native, "run", spy)
+    native, portable = kernel.build.library("native"), kernel.build.portable_library()
     g = torch.Generator().manual_seed(0)
     for shape, dtype, expected in (
         ((2, 3, 7, 7), torch.float32, None),
@@ -174,62 +174,62 @@ def test_dispatch_follows_the_choice_per_row_class(monkeypatch):
         x = torch.randn(shape, generator=g).to(dtype)
         used.clear()
         out = spatial_topk(x, 0.2)
-        with _select_ops.backend("torch"):
+        with kernel.dispatch.backend("torch"):
             assert torch.equal(out, spatial_topk(x, 0.2))
         assert used == ([] if expected is None else [expected]), (shape, dtype)
-    with _select_ops.backend("portable"):  # the switch overrides the choice
+    with kernel.dispatch.backend("portable"):  # the switch overrides the choice
         used.clear()
         spatial_topk(torch.randn(2, 3, 7, 7), 0.2)
         assert used == [portable]
 
 
 def test_forced_backends_fail_clearly_without_a_compiler(monkeypatch):
-    missing = _select_build.Build(None, None, (), 0, "no C compiler found (set CC, or install gcc/clang)")
-    monkeypatch.setattr(_select_build, "build", lambda variant="native", **kwargs: missing)
+    missing = kernel.build.Build(None, None, (), 0, "no C compiler found (set CC, or install gcc/clang)")
+    monkeypatch.setattr(kernel.build, "build", lambda variant="native", **kwargs: missing)
     x = torch.randn(2, 3, 8, 8)
     for name, variant in (("kernel", "native"), ("portable", "portable")):
-        with _select_ops.backend(name), pytest.raises(RuntimeError, match=f"{name} but the {variant} C kernel .*no C compiler"):
+        with kernel.dispatch.backend(name), pytest.raises(RuntimeError, match=f"{name} but the {variant} C kernel .*no C compiler"):
             spatial_topk(x, 0.1)
-    assert not _select_ops.use_kernel(x)  # auto: the PyTorch path, no error
+    assert not kernel.dispatch.use_kernel(x)  # auto: the PyTorch path, no error
     assert torch.equal(spatial_topk(x, 0.1), reference_topk(x, 0.1))
 
 
 @needs_kernel
 def test_kernel_status_names_the_cpu_its_isa_and_every_choice(fresh):
     text = topk_plugin.kernel_status()
-    assert _cpu.cpu_model() in text and f"vector ISA {_cpu.vector_isa()}" in text
+    assert kernel.cpu.cpu_model() in text and f"vector ISA {kernel.cpu.vector_isa()}" in text
     assert "native build: loaded" in text and "portable build: loaded" in text
-    for row_cls, path in _select_tune.decision()["choice"].items():
+    for row_cls, path in kernel.choice.decision()["choice"].items():
         assert re.search(rf"{row_cls}\s+-> {path}\b", text)
 
 
 def test_timing_cases_cover_their_row_class():
     """The real cases (the fixture above shrinks them): each class is timed on its own kind of
     rows, post-ReLU and signed, at every K of the choice."""
-    for row_cls in _select_tune.CASES:
-        cases = list(_select_tune._cases(row_cls))
-        assert {k for _, k in cases} == set(_select_tune.KS)
+    for row_cls in kernel.choice.CASES:
+        cases = list(kernel.choice._cases(row_cls))
+        assert {k for _, k in cases} == set(kernel.choice.KS)
         assert any(bool(x.min() >= 0) for x, _ in cases) and any(bool(x.min() < 0) for x, _ in cases)
         for x, _ in cases:
             assert x.device.type == "cpu" and x.numel() >= 1 << 15  # big enough to run threaded
-            assert _select_tune.row_class(x[0, 0].numel(), x.dtype) == row_cls
+            assert kernel.choice.row_class(x[0, 0].numel(), x.dtype) == row_cls
 
 
 @needs_kernel
 def test_a_pinned_path_wins_over_the_backend_and_stays_in_its_thread(monkeypatch):
     used = []
-    real = _select_ops._run_kernel
-    monkeypatch.setattr(_select_ops, "_run_kernel", lambda lib, *a, **kw: (used.append(lib), real(lib, *a, **kw))[1])
-    portable = _select_build.portable_library()
+    real = kernel.native.run
+    monkeypatch.setattr(kernel.native, "run", lambda lib, *a, **kw: (used.append(lib), real(lib, *a, **kw))[1])
+    portable = kernel.build.portable_library()
     x = torch.randn(2, 3, 30, 30)
-    with _select_ops.backend("torch"), _select_ops.kernel_library(portable):
+    with kernel.dispatch.backend("torch"), kernel.dispatch.kernel_library(portable):
         spatial_topk(x, 0.2)
     assert used == [portable]
 
     inside, release = threading.Event(), threading.Event()
 
     def other_thread():  # pins the PyTorch path in its own thread only
-        with _select_ops.kernel_library("torch"):
+        with kernel.dispatch.kernel_library("torch"):
             inside.set()
             release.wait(10)
 
@@ -238,14 +238,14 @@ def test_a_pinned_path_wins_over_the_backend_and_stays_in_its_thread(monkeypatch
     try:
         assert inside.wait(10)
         used.clear()
-        with _select_ops.backend("portable"):
+        with kernel.dispatch.backend("portable"):
             spatial_topk(x, 0.2)
         assert used == [portable]
     finally:
         release.set()
         worker.join()
     with pytest.raises(TypeError, match="kernel library or 'torch'"):
-        with _select_ops.kernel_library("fast"):
+        with kernel.dispatch.kernel_library("fast"):
             pass
 
 
@@ -254,9 +254,9 @@ def test_an_unwritable_cache_still_gets_a_decision(fresh, monkeypatch, tmp_path)
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     monkeypatch.setenv("TOPK_PLUGIN_CACHE", str(blocker / "cache"))  # no folder can be made there
-    decision = _select_tune.decision()
+    decision = kernel.choice.decision()
     assert decision["source"] == "measured" and fresh == [1]
-    assert set(decision["choice"]) == set(_select_tune.CASES)
+    assert set(decision["choice"]) == set(kernel.choice.CASES)
     assert not (blocker / "cache").exists()
 
 
@@ -266,9 +266,9 @@ def test_a_failed_measurement_falls_back_to_the_native_build_and_is_not_cached(f
         fresh.append(1)
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(_select_tune, "_measure_all", broken)
+    monkeypatch.setattr(kernel.choice, "_measure_all", broken)
     with pytest.warns(RuntimeWarning, match="boom"):
-        decision = _select_tune.decision()
+        decision = kernel.choice.decision()
     assert set(decision["choice"].values()) == {"native"} and "boom" in decision["source"]
     assert not list((tmp_path / "kernels").glob("backend_choice_*.json"))
     x = torch.randn(2, 3, 30, 30)
@@ -278,9 +278,9 @@ def test_a_failed_measurement_falls_back_to_the_native_build_and_is_not_cached(f
 @needs_kernel
 def test_torch_compile_in_auto_mode_follows_the_choice(monkeypatch):
     """Under torch.compile the op is one opaque node that picks its path when it runs."""
-    choice = dict.fromkeys(_select_tune.CASES, "native")
+    choice = dict.fromkeys(kernel.choice.CASES, "native")
     choice.update({"short-32": "torch", "long-32": "portable"})
-    monkeypatch.setattr(_select_tune, "_state", {"decision": {"choice": choice, "scores": {}, "source": "test"}})
+    monkeypatch.setattr(kernel.choice, "_state", {"decision": {"choice": choice, "scores": {}, "source": "test"}})
 
     def f(t):
         return spatial_topk(t, 0.2) * 2 + spatial_topk(t, 0.3, ties="threshold", rank_by="value", invert=True)
@@ -302,15 +302,15 @@ def test_the_measurement_stops_at_its_deadline():
 
     runners = {"native": run, "portable": run, "torch": run}
     cases = [(None, 0.1)] * 10
-    scores = _select_tune.measure(runners, cases, repeats=2, clock=lambda: now[0], deadline=20.0)
+    scores = kernel.choice.measure(runners, cases, repeats=2, clock=lambda: now[0], deadline=20.0)
     assert 1 <= scores["cases"] < 10  # each case costs 9 clock units: it stops after crossing 20
-    assert _select_tune.measure(runners, cases, repeats=2, clock=lambda: now[0], deadline=-1.0)["cases"] == 1
+    assert kernel.choice.measure(runners, cases, repeats=2, clock=lambda: now[0], deadline=-1.0)["cases"] == 1
 
 
 @needs_kernel
 def test_first_use_measures_only_its_row_class_within_the_budget_and_says_so(fresh, monkeypatch, capsys):
     slow_seen = []
-    real = _select_tune._runners
+    real = kernel.choice._runners
 
     def slow(builds):
         runners = real(builds)
@@ -323,13 +323,13 @@ def test_first_use_measures_only_its_row_class_within_the_budget_and_says_so(fre
 
         return {**runners, "torch": sleepy}
 
-    monkeypatch.setattr(_select_tune, "_runners", slow)
-    monkeypatch.setattr(_select_tune, "BUDGET_SECONDS", 0.01)
-    monkeypatch.setattr(_select_tune, "_cases", lambda row_cls: list(tiny_cases(row_cls)) * 3)
+    monkeypatch.setattr(kernel.choice, "_runners", slow)
+    monkeypatch.setattr(kernel.choice, "BUDGET_SECONDS", 0.01)
+    monkeypatch.setattr(kernel.choice, "_cases", lambda row_cls: list(tiny_cases(row_cls)) * 3)
     spatial_topk(torch.randn(2, 3, 7, 7), 0.2)  # a short float32 row
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "timing the CPU selection paths for short-32 rows" in err and "tune" in err
-    d = _select_tune._state["decision"]
+    d = kernel.choice._state["decision"]
     assert list(d["choice"]) == ["short-32"] and d["partial"] == ["short-32"]
     assert d["classes"]["short-32"]["cases"] == 1 < d["classes"]["short-32"]["of"]
     spatial_topk(torch.randn(2, 3, 7, 7), 0.1)  # decided: no second measurement, no second notice
@@ -338,16 +338,16 @@ def test_first_use_measures_only_its_row_class_within_the_budget_and_says_so(fre
 
 @needs_kernel
 def test_tune_measures_every_class_without_a_budget_and_replaces_the_cache(fresh, monkeypatch, capsys):
-    monkeypatch.setattr(_select_tune, "BUDGET_SECONDS", 0.0)
-    _select_tune.choice("long-16")
-    assert _select_tune._state["decision"]["partial"] == ["long-16"]  # a zero budget times the first case only
-    d = _select_tune.tune()
-    assert set(d["choice"]) == set(_select_tune.CASES) and d["source"] == "measured" and not d["partial"]
+    monkeypatch.setattr(kernel.choice, "BUDGET_SECONDS", 0.0)
+    kernel.choice.choice("long-16")
+    assert kernel.choice._state["decision"]["partial"] == ["long-16"]  # a zero budget times the first case only
+    d = kernel.choice.tune()
+    assert set(d["choice"]) == set(kernel.choice.CASES) and d["source"] == "measured" and not d["partial"]
     assert all(e["budget"] is None and e["cases"] == e["of"] for e in d["classes"].values())
-    _select_tune._state.clear()
-    assert _select_tune.decision()["source"] == "cached"
+    kernel.choice._state.clear()
+    assert kernel.choice.decision()["source"] == "cached"
     with pytest.raises(ValueError, match="unknown row classes"):
-        _select_tune.tune(["short-8"])
+        kernel.choice.tune(["short-8"])
 
 
 @needs_kernel
@@ -355,10 +355,10 @@ def test_an_unwritable_cache_keeps_the_kernel_and_says_so_once(monkeypatch, tmp_
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     monkeypatch.setenv("TOPK_PLUGIN_CACHE", str(blocker / "cache"))
-    monkeypatch.setattr(_select_build, "_builds", {})
-    monkeypatch.setattr(_select_build, "_unwritable", set())
-    build = _select_build.build("portable")
-    again = _select_build.build("native")
+    monkeypatch.setattr(kernel.build, "_builds", {})
+    monkeypatch.setattr(kernel.build, "_unwritable", set())
+    build = kernel.build.build("portable")
+    again = kernel.build.build("native")
     assert build.lib is not None and again.lib is not None and not (blocker / "cache").exists()
     err = capsys.readouterr().err
     assert err.count("is not writable") == 1 and "TOPK_PLUGIN_CACHE" in err
@@ -386,5 +386,18 @@ def test_tune_command_tunes_each_thread_count(fresh, capsys):
     assert main(["tune", "--threads", "1", "2", "--json"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["threads"] for line in lines] == [1, 2] and lines[0]["path"] != lines[1]["path"]
-    assert all(set(line["choice"]) == set(_select_tune.CASES) for line in lines)
+    assert all(set(line["choice"]) == set(kernel.choice.CASES) for line in lines)
     assert torch.get_num_threads() == threads
+
+
+@needs_kernel
+def test_changing_the_thread_count_in_a_process_uses_that_counts_decision(fresh):
+    threads = torch.get_num_threads()
+    first = kernel.choice.decision()
+    try:
+        torch.set_num_threads(threads + 1)
+        second = kernel.choice.decision()  # no clearing: the process notices the new count itself
+        assert second["threads"] == threads + 1 and second["path"] != first["path"] and fresh == [1, 1]
+    finally:
+        torch.set_num_threads(threads)
+    assert kernel.choice.decision()["source"] == "cached" and fresh == [1, 1]

@@ -1,4 +1,4 @@
-"""The fast selection as ``torch.library`` custom ops, and the backend switch.
+"""The selection as ``torch.library`` custom ops, and the backend switch that picks its path.
 
 Two opaque ops (so ``torch.compile`` / ``torch.export`` see one node each and
 never trace into ctypes):
@@ -13,9 +13,9 @@ same). They are not differentiable: ``functional.spatial_topk`` calls
 ``topk_keep`` only when no gradient is needed and otherwise applies
 ``torch.where`` to the mask, so autograd saves nothing but the bool mask.
 
-On CPU the ops run the path that ``_select_tune`` measured fastest on this machine for
+On CPU the ops run the path that :mod:`.choice` measured fastest on this machine for
 the tensor's row class (the native vector build, the portable plain-C build, or the
-pure-PyTorch selection of ``functional``: all give the same bits); on any other device,
+pure-PyTorch selection of :mod:`.torch_path`: all give the same bits); on any other device,
 or when the kernel cannot be built, the pure-PyTorch path.
 
 Backend switch: ``TOPK_PLUGIN_BACKEND`` read at import, or :func:`set_backend` /
@@ -34,13 +34,13 @@ import os
 
 import torch
 
-from . import _select_build, _select_tune
+from . import build, choice, native, torch_path
+from .layout import positions
 
 __all__ = ["BACKENDS", "backend", "get_backend", "set_backend", "kernel_available", "kernel_library", "use_kernel"]
 
 BACKENDS = ("auto", "torch", "kernel", "portable")
 _FORCED = {"kernel": "native", "portable": "portable"}  # backend -> the build it forces
-_SERIAL_BELOW = 1 << 15  # elements: below this the OpenMP fork costs more than it saves
 # kernel_library(): a build (ctypes library) or "torch" pinned for this thread / context
 _pinned: contextvars.ContextVar = contextvars.ContextVar("topk_plugin_pinned", default=None)
 
@@ -49,17 +49,6 @@ _backend = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
 # A bad value must not break `import topk_plugin` or `--help`: it is reported when a selection runs.
 _env_error = (None if _backend in BACKENDS else
               f"{ENV_VAR}={_backend!r} is not one of {', '.join(BACKENDS)}: unset it or set one of those")
-
-_SUFFIX = {torch.float16: "i16", torch.bfloat16: "i16", torch.float32: "i32", torch.float64: "i64"}
-_INT = {torch.float16: torch.int16, torch.bfloat16: torch.int16, torch.float32: torch.int32, torch.float64: torch.int64}
-_CONSTS = {
-    dtype: (
-        torch.tensor(float("inf"), dtype=dtype).view(_INT[dtype]).item(),
-        torch.iinfo(_INT[dtype]).max,
-    )
-    for dtype in _INT
-}
-
 
 def get_backend() -> str:
     """The backend in force; raises if ``TOPK_PLUGIN_BACKEND`` holds an unknown value."""
@@ -89,7 +78,7 @@ def backend(name: str):
 
 
 def kernel_available() -> bool:
-    return _select_build.library() is not None
+    return build.library() is not None
 
 
 def use_kernel(x: torch.Tensor, channel_dim: int = 1) -> bool:
@@ -107,11 +96,11 @@ def use_kernel(x: torch.Tensor, channel_dim: int = 1) -> bool:
 
 def _forced_library():
     variant = _FORCED[_backend]
-    lib = _select_build.library(variant)
+    lib = build.library(variant)
     if lib is None:
         raise RuntimeError(
             f"TOPK_PLUGIN_BACKEND={_backend} but the {variant} C kernel is unavailable: "
-            f"{_select_build.status(variant)} (use TOPK_PLUGIN_BACKEND=auto or torch)"
+            f"{build.status(variant)} (use TOPK_PLUGIN_BACKEND=auto or torch)"
         )
     return lib
 
@@ -119,7 +108,7 @@ def _forced_library():
 def _library_for(x: torch.Tensor, channel_dim: int):
     """The kernel build to run ``x`` on, or ``None`` for the pure-PyTorch path: the pinned
     one (:func:`kernel_library`), else the forced backend's, else the measured choice for
-    ``x``'s row class (``_select_tune``)."""
+    ``x``'s row class (:mod:`.choice`)."""
     if x.device.type != "cpu":
         return None
     pinned = _pinned.get()
@@ -129,41 +118,18 @@ def _library_for(x: torch.Tensor, channel_dim: int):
         return None
     if _backend in _FORCED:
         return _forced_library()
-    if not kernel_available() and _select_build.portable_library() is None:
+    if all(b.lib is None for b in build.builds().values()):  # compiled in parallel on first use
         return None
-    path = _select_tune.choice(_select_tune.row_class(_positions(x, channel_dim), x.dtype))
-    return None if path == "torch" else _select_build.library(path)
-
-
-def _positions(x: torch.Tensor, channel_dim: int) -> int:
-    """Positions per (sample, channel): the row length (also of an empty batch)."""
-    c_dim = channel_dim % x.ndim
-    positions = 1
-    for i in range(1, x.ndim):
-        if i != c_dim:
-            positions *= x.shape[i]
-    return positions
-
-
-def _layout(x: torch.Tensor, channel_dim: int):
-    """``("rows", R, L, C)`` / ``("cl", N, L, C)`` when the kernel can read ``x`` in place, else None."""
-    c_dim = channel_dim % x.ndim
-    n, c = x.shape[0], x.shape[c_dim]
-    positions = _positions(x, channel_dim)
-    if x.movedim(c_dim, 1).is_contiguous():
-        return "rows", n * c, positions, c
-    if x.movedim(c_dim, -1).is_contiguous():
-        return "cl", n, positions, c
-    return None
+    path = choice.choice(choice.row_class(positions(x, channel_dim), x.dtype))
+    return None if path == "torch" else build.library(path)
 
 
 @contextlib.contextmanager
 def kernel_library(lib):
     """Run ``spatial_topk`` on one build of the kernel (a ctypes library from
-    ``_select_build``), or on the PyTorch path with ``"torch"``, whatever the backend or
-    the measured choice. Per thread (a context variable), so the tuner can time the
-    candidates inside a user's call without switching other threads' paths; the tests and
-    benchmarks use it to compare builds."""
+    ``build``), or on the PyTorch path with ``"torch"``, whatever the backend or
+    the measured choice. Per thread (a context variable), so it never switches other
+    threads' paths; the tests and benchmarks use it to compare builds through the public op."""
     if not (lib == "torch" or hasattr(lib, "topk_rows_i32")):
         raise TypeError(f"kernel_library takes a kernel library or 'torch', got {lib!r}")
     token = _pinned.set(lib)
@@ -173,46 +139,9 @@ def kernel_library(lib):
         _pinned.reset(token)
 
 
-def _run_kernel(lib, x, k, channel_dim, exact, by_abs, invert, want_out):
-    """Fill ``empty_like(x)`` (values or bool mask) with the C kernel ``lib``."""
-    result = torch.empty_like(x) if want_out else torch.empty_like(x, dtype=torch.bool)
-    if x.numel() == 0:
-        return result
-    layout = _layout(x, channel_dim)
-    if layout is None or _layout(result, channel_dim) != layout:
-        moved = x.movedim(channel_dim % x.ndim, 1).contiguous()
-        inner = _run_kernel(lib, moved, k, 1, exact, by_abs, invert, want_out)
-        result.copy_(inner.movedim(1, channel_dim % x.ndim))
-        return result
-    kind, a, positions, c = layout
-    if k >= positions:
-        if want_out:
-            result.copy_(torch.zeros_like(x) if invert else x)
-        else:
-            result.fill_(not invert)
-        return result
-    suffix = _SUFFIX[x.dtype]
-    inf, mag = _CONSTS[x.dtype]
-    threads = 1 if x.numel() < _SERIAL_BELOW else torch.get_num_threads()
-    bits = x.view(_INT[x.dtype])
-    out_ptr = result.view(_INT[x.dtype]).data_ptr() if want_out else None
-    mask_ptr = None if want_out else result.data_ptr()
-    if kind == "rows":
-        getattr(lib, f"topk_rows_{suffix}")(
-            bits.data_ptr(), a, positions, k, exact, by_abs, invert, inf, mag, out_ptr, mask_ptr, threads
-        )
-    else:
-        getattr(lib, f"topk_cl_{suffix}")(
-            bits.data_ptr(), a, positions, c, k, exact, by_abs, invert, inf, mag, out_ptr, mask_ptr, threads
-        )
-    return result
-
-
 def _torch_mask(x, k, channel_dim, exact, by_abs, invert):
-    from .functional import _torch_topk_mask  # the pure-PyTorch selection
-
-    mask = _torch_topk_mask(x, k, "exact" if exact else "threshold", "abs" if by_abs else "value", channel_dim,
-                            k >= _positions(x, channel_dim))  # a real op: k and the sizes are concrete here
+    # a real op: k and the sizes are concrete here
+    mask = torch_path.topk_mask(x, k, channel_dim, exact, by_abs, k >= positions(x, channel_dim))
     result = torch.empty_like(x, dtype=torch.bool)
     result.copy_(~mask if invert else mask)
     return result
@@ -223,7 +152,7 @@ def topk_mask_op(x: torch.Tensor, k: int, channel_dim: int, exact: bool, by_abs:
     """Bool mask of the Top-``k`` entries per (sample, channel); layout of ``empty_like(x)``."""
     lib = _library_for(x, channel_dim)
     if lib is not None:
-        return _run_kernel(lib, x, k, channel_dim, exact, by_abs, invert, want_out=False)
+        return native.run(lib, x, k, channel_dim, exact, by_abs, invert, want_out=False)
     return _torch_mask(x, k, channel_dim, exact, by_abs, invert)
 
 
@@ -237,7 +166,7 @@ def topk_keep_op(x: torch.Tensor, k: int, channel_dim: int, exact: bool, by_abs:
     """``x`` where the Top-``k`` mask holds, ``+0.0`` elsewhere (no autograd)."""
     lib = _library_for(x, channel_dim)
     if lib is not None:
-        return _run_kernel(lib, x, k, channel_dim, exact, by_abs, invert, want_out=True)
+        return native.run(lib, x, k, channel_dim, exact, by_abs, invert, want_out=True)
     mask = _torch_mask(x, k, channel_dim, exact, by_abs, invert)
     result = torch.empty_like(x)
     result.copy_(torch.where(mask, x, 0.0))

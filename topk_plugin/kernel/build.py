@@ -5,7 +5,7 @@ their entry points. Nothing here is required: when no C compiler is found, or th
 build or the load fails, :func:`library` returns ``None``, :func:`status` says why,
 and the caller uses the pure-PyTorch path.
 
-Two builds of the same source serve the backend choice (``_select_tune``):
+Two builds of the same source serve the backend choice (:mod:`.choice`):
 
 * ``"native"``: ``-O3 -march=native -fopenmp``; the source sizes its vector-extension
   code from the compile target (64 bytes with AVX-512, 32 with AVX2, 16 with
@@ -22,7 +22,7 @@ PyTorch's thread pool instead of competing with it.
 * Compiler: ``$CC`` if set, else the first of ``cc``, ``gcc``, ``clang`` on PATH.
 * Cache: ``<topk_plugin cache>/kernels`` (``$TOPK_PLUGIN_CACHE``, default
   ``~/.cache/topk_plugin``); the file name hashes the sources, the flags, the compiler
-  and the CPU's feature flags (``_cpu.cpu_signature``, read from /proc/cpuinfo on
+  and the CPU's feature flags (``cpu.cpu_signature``, read from /proc/cpuinfo on
   Linux), so a cache shared between Linux machines never loads a library built for
   another CPU. Builds write to a temporary file and rename it into
   place, so concurrent processes (pytest-xdist workers) never see a partial library.
@@ -45,8 +45,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import _cpu
-from ._paths import CACHE_ENV_VAR, cache_dir
+from .._paths import CACHE_ENV_VAR, cache_dir
+from . import cpu
 
 __all__ = ["Build", "build", "builds", "library", "portable_library", "status", "source_dir", "notice", "KEY_CTYPES",
            "VARIANTS"]
@@ -163,7 +163,7 @@ def _compile(march: str | None, defines: tuple[str, ...]) -> Build:
         return Build(None, None, (), 0, f"compiler {cc} does not run: {exc}")
     errors = []
     for flags in _flag_sets(march, defines):
-        key = "\0".join([*sources.values(), " ".join(flags), version, _cpu.cpu_signature()])
+        key = "\0".join([*sources.values(), " ".join(flags), version, cpu.cpu_signature()])
         name = f"topk_select_{hashlib.sha256(key.encode()).hexdigest()[:16]}.so"
         target = _cache_dir() / name
         if not target.is_file():

@@ -31,7 +31,7 @@ processes (pytest-xdist workers) from measuring at once. Another CPU flag set, a
 compiler or source, another thread count or another torch re-measures; the same
 setting reads the file (a process keeps its decisions once made). ``TOPK_PLUGIN_BACKEND``
 (``torch``, ``kernel``, ``portable``) bypasses all of this; :func:`remeasure` forgets the
-decisions.
+decisions. A process that changes its thread count gets that count's decisions.
 """
 from __future__ import annotations
 
@@ -49,11 +49,11 @@ from pathlib import Path
 
 import torch
 
-from . import _cpu, _select_build
-from ._io import atomic_write_json
+from .._io import atomic_write_json
+from . import build, cpu, native, torch_path
 
 __all__ = ["CANDIDATES", "CASES", "SHORT_MAX", "BUDGET_SECONDS", "row_class", "decision", "choice", "tune", "measure",
-           "pick", "pinned_runner", "remeasure"]
+           "pick", "runner", "remeasure"]
 
 VERSION = 2  # bump when CASES, REPEATS or the scoring change: old decisions are then ignored
 CANDIDATES = ("native", "portable", "torch")
@@ -67,7 +67,7 @@ CASES: dict[str, tuple[tuple[tuple[int, ...], ...], torch.dtype]] = {
     f"{length}-{bits}": (_SHAPES[length], dtype) for length in _SHAPES for bits, dtype in _DTYPES.items()
 }
 
-_TIMED_SOURCES = ("functional.py", "_select_ops.py")  # their code is timed too: part of the key
+_TIMED_SOURCES = ("torch_path.py", "native.py", "layout.py")  # their code is timed too: part of the key
 _lock = threading.Lock()
 _state: dict = {}
 
@@ -129,34 +129,34 @@ def pick(scores: dict[str, float]) -> str:
     return min((name for name in scores if name in CANDIDATES), key=lambda name: (scores[name], CANDIDATES.index(name)))
 
 
-def pinned_runner(target) -> Callable:
-    """``spatial_topk(x, k)`` on one path whatever the backend: ``target`` is a kernel
-    library or ``"torch"`` (what the tuner times; the benchmark uses it too)."""
-    from . import _select_ops  # lazy: _select_ops imports this module
-    from .functional import spatial_topk
+def runner(target) -> Callable:
+    """``(x, k)`` -> the Top-K values of ``x`` (channel-first, ``ties="exact"``, by ``|x|``) on
+    one path: a kernel library, or ``"torch"`` (the PyTorch path as the public op runs it)."""
 
     def run(x, k):
-        with _select_ops.kernel_library(target):
-            return spatial_topk(x, k)
+        kk = max(1, int(k * x[0, 0].numel()))
+        if target == "torch":
+            return torch_path.topk_keep(x, kk, 1, True, True, False, False)
+        return native.run(target, x, kk, 1, True, True, False, want_out=True)
 
     return run
 
 
 def _runners(builds: dict) -> dict[str, Callable]:
-    runners = {name: pinned_runner(b.lib) for name, b in builds.items() if b.lib is not None}
-    runners["torch"] = pinned_runner("torch")
+    runners = {name: runner(b.lib) for name, b in builds.items() if b.lib is not None}
+    runners["torch"] = runner("torch")
     return runners
 
 
 def _builds() -> dict:
-    return _select_build.builds(("native", "portable"))
+    return build.builds(("native", "portable"))  # in parallel
 
 
 def _cache_path(builds: dict):
     names = [b.path.name if b.path else "-" for b in builds.values()]
     timed = [(Path(__file__).parent / name).read_text() for name in _TIMED_SOURCES]  # the PyTorch path, the dispatch
-    key = "\0".join([*names, *timed, _cpu.cpu_signature(), str(torch.get_num_threads()), torch.__version__, str(VERSION)])
-    return _select_build._cache_dir() / f"backend_choice_{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    key = "\0".join([*names, *timed, cpu.cpu_signature(), str(torch.get_num_threads()), torch.__version__, str(VERSION)])
+    return build._cache_dir() / f"backend_choice_{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
 @contextlib.contextmanager
@@ -193,7 +193,7 @@ def _read(path) -> dict | None:
 
 
 def _header(builds: dict) -> dict:
-    return {"version": VERSION, "cpu": _cpu.describe(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+    return {"version": VERSION, "cpu": cpu.describe(), "threads": torch.get_num_threads(), "torch": torch.__version__,
             "libraries": {name: str(b.path) if b.path else b.status for name, b in builds.items()}, "classes": {}}
 
 
@@ -228,15 +228,23 @@ def _view(data: dict, path, source: str) -> dict:
             "path": None if path is None else str(path), "source": source}
 
 
+def _known() -> dict | None:
+    """This process' decisions, if they were made for the current thread count."""
+    known = _state.get("decision")
+    if known is not None and known.get("threads", torch.get_num_threads()) != torch.get_num_threads():
+        return None
+    return known
+
+
 def _ensure(classes, budget: float | None, *, fresh: bool = False) -> dict:
     """The decisions with every class of ``classes`` in them, measuring the missing ones
     (all of them with ``fresh``) now; under the process lock."""
-    known = _state.get("decision")
+    known = _known()
     if not fresh and known is not None and all(c in known["choice"] for c in classes):
         return known
     builds = _builds()
     if builds["native"].lib is None and builds["portable"].lib is None:
-        data = {"version": VERSION, "cpu": _cpu.describe(),
+        data = {"version": VERSION, "cpu": cpu.describe(),
                 "classes": {c: {"choice": "torch", "scores": {}} for c in CASES}}
         result = _view(data, None, f"no C kernel: {builds['native'].status}")
         _state["decision"] = result
@@ -250,7 +258,7 @@ def _ensure(classes, budget: float | None, *, fresh: bool = False) -> dict:
         source = "cached"
         if missing:
             limit = "" if budget is None else f" (at most ~{budget:g} s per class)"
-            _select_build.notice(f"timing the CPU selection paths for {', '.join(missing)} rows once on this machine"
+            build.notice(f"timing the CPU selection paths for {', '.join(missing)} rows once on this machine"
                                  f"{limit}; cached in {path.parent}; `topk-plugin tune` does it ahead of time")
             try:
                 measured = _measure_all(builds, missing, budget)
@@ -277,7 +285,7 @@ def decision() -> dict:
     choice, scores, seconds, cases timed), ``partial`` (classes cut short by the budget),
     ``cpu``, ``path`` (the cache file, or ``None``), ``source`` (``"measured"``,
     ``"cached"`` or why nothing was)."""
-    known = _state.get("decision")
+    known = _known()
     if known is not None and set(known["choice"]) >= set(CASES):
         return known
     with _lock:
@@ -287,7 +295,7 @@ def decision() -> dict:
 def choice(row_cls: str) -> str:
     """``"native"``, ``"portable"`` or ``"torch"`` for a row class (see :func:`row_class`);
     measured within :data:`BUDGET_SECONDS` on its first use on this machine."""
-    known = _state.get("decision")
+    known = _known()
     if known is None or row_cls not in known["choice"]:
         with _lock:
             known = _ensure([row_cls], BUDGET_SECONDS)
@@ -303,7 +311,8 @@ def tune(classes=None) -> dict:
     if unknown:
         raise ValueError(f"unknown row classes {unknown}; choose from {', '.join(CASES)}")
     with _lock:
-        known = _state.pop("decision", None)
+        known = _known()
+        _state.pop("decision", None)
         if known is not None:  # keep this process' other classes, re-measure these
             known = {**known, "classes": {c: e for c, e in known["classes"].items() if c not in classes}}
             known["choice"] = {c: e["choice"] for c, e in known["classes"].items()}

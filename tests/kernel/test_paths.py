@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from reference import reference_topk
 from test_functional_properties import _assert_same, inputs, options
 
-from topk_plugin import _cpu, _select_build, _select_ops
+from topk_plugin import kernel
 from topk_plugin.functional import spatial_topk, topk_mask
 
 needs_kernel = pytest.mark.skipif(
-    not _select_ops.kernel_available(), reason=f"C kernel unavailable: {_select_build.status()}"
+    not kernel.dispatch.kernel_available(), reason=f"C kernel unavailable: {kernel.build.status()}"
 )
 
 
@@ -30,9 +30,9 @@ def same_format(a, b):
 def both(fn):
     """``fn`` on the kernel (the native build, or the build a caller pinned) and on the
     PyTorch path (pinned, so it wins over a caller's pinned build)."""
-    with _select_ops.backend("kernel"):
+    with kernel.dispatch.backend("kernel"):
         fast = fn()
-    with _select_ops.kernel_library("torch"):
+    with kernel.dispatch.kernel_library("torch"):
         slow = fn()
     return fast, slow
 
@@ -62,7 +62,7 @@ def test_kernel_equals_pytorch_path_bitwise(case, opts):
 @given(inputs(), options)
 def test_kernel_matches_reference(case, opts):
     x, k, channel_dim = case
-    with _select_ops.backend("kernel"):
+    with kernel.dispatch.backend("kernel"):
         out = spatial_topk(x, k, channel_dim=channel_dim, **opts)
     _assert_same(out, reference_topk(x, k, channel_dim=channel_dim, **opts), opts["mode"])
 
@@ -105,13 +105,13 @@ def test_larger_rows_every_layout(dtype, shape, layout, data):
 def test_exact_k_and_lowest_index_ties_on_long_rows():
     x = torch.zeros(2, 3, 1000)
     x[..., 500:] = 1.0  # 500 ones: K = 100 of them must be the first 100
-    with _select_ops.backend("kernel"):
+    with kernel.dispatch.backend("kernel"):
         mask = topk_mask(x, 0.1)
     assert mask.sum(-1).eq(100).all()
     assert mask[..., 500:600].all() and not mask[..., 600:].any()
     x = torch.full((1, 1, 5000), float("nan"))
     x[..., ::2] = 3.0
-    with _select_ops.backend("kernel"):
+    with kernel.dispatch.backend("kernel"):
         out = spatial_topk(x, 0.6)
     assert out.isnan().sum() == 2500 and out[..., ::2].ne(0).sum() == 500
 
@@ -125,11 +125,11 @@ def test_gradient_and_saved_tensors_are_a_bool_mask():
         saved.append(t)
         return t
 
-    with _select_ops.backend("kernel"), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with kernel.dispatch.backend("kernel"), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         out = spatial_topk(x, 0.1)
     assert saved and all(t.dtype == torch.bool for t in saved)
     out.sum().backward()
-    with _select_ops.backend("torch"):
+    with kernel.dispatch.backend("torch"):
         expected = topk_mask(x.detach(), 0.1).float()
     assert torch.equal(x.grad, expected)
 
@@ -172,7 +172,7 @@ def _builds():
         "vbytes64": (dict(defines=("-DTOPK_VBYTES=64",)), 64),
     }
     if platform.machine() in ("x86_64", "AMD64"):
-        flags = _cpu.cpu_flags()
+        flags = kernel.cpu.cpu_flags()
         builds["x86-64"] = (dict(march="x86-64"), 0)  # SSE2 only: plain C
         if "sse4_1" in flags:
             builds["x86-64-v2"] = (dict(march="x86-64-v2"), 16)
@@ -190,11 +190,11 @@ BUILDS = _builds()
 def any_build(request):
     """The native build, then every build of :func:`_builds`, as a loaded library."""
     if request.param == "native":
-        if not _select_ops.kernel_available():
-            pytest.skip(f"C kernel unavailable: {_select_build.status()}")
-        return _select_build.library("native")
+        if not kernel.dispatch.kernel_available():
+            pytest.skip(f"C kernel unavailable: {kernel.build.status()}")
+        return kernel.build.library("native")
     kwargs, vector_bytes = BUILDS[request.param]
-    build = _select_build.build(**kwargs)
+    build = kernel.build.build(**kwargs)
     if build.lib is None:
         pytest.skip(f"the {request.param} kernel does not build: {build.status}")
     if kwargs.get("march") and f"-march={kwargs['march']}" not in build.flags:
@@ -222,7 +222,7 @@ def test_band_gather_with_crowded_lanes(any_build, dtype, channels_last):
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     big = x.squeeze(-1)[..., : n_big * stride : stride]
-    with _select_ops.kernel_library(any_build):
+    with kernel.dispatch.kernel_library(any_build):
         for k in (3, 5, 12, 20, 29):
             for ties in ("exact", "threshold"):
                 assert_kernel_equals_torch_path(x, k, ties=ties)
@@ -247,7 +247,7 @@ def test_every_build_equals_torch_path(any_build, dtype, channels_last):
         x = x.to(dtype).unsqueeze(-1)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with _select_ops.kernel_library(any_build):
+        with kernel.dispatch.kernel_library(any_build):
             for k in (1, 0.1, 0.5, 0.95):
                 for ties in ("exact", "threshold"):
                     for rank_by in ("abs", "value"):
@@ -266,7 +266,7 @@ def test_custom_ops_under_compile_and_export():
 
     f = Wrap().forward
 
-    with _select_ops.backend("kernel"):
+    with kernel.dispatch.backend("kernel"):
         torch._dynamo.reset()
         assert torch.equal(torch.compile(f)(x), f(x))
         program = torch.export.export(Wrap(), (x,))
@@ -279,15 +279,15 @@ def test_custom_ops_under_compile_and_export():
 
 def test_backend_switch_forces_pytorch(monkeypatch):
     x = torch.randn(2, 3, 8, 8)
-    with _select_ops.backend("torch"):
-        assert not _select_ops.use_kernel(x)
+    with kernel.dispatch.backend("torch"):
+        assert not kernel.dispatch.use_kernel(x)
         expected = spatial_topk(x, 0.1)
     with pytest.raises(ValueError):
-        _select_ops.set_backend("fast")
-    monkeypatch.setattr(_select_build, "library", lambda variant="native": None)
-    assert not _select_ops.use_kernel(x)  # auto: falls back cleanly when the kernel is missing
+        kernel.dispatch.set_backend("fast")
+    monkeypatch.setattr(kernel.build, "library", lambda variant="native": None)
+    assert not kernel.dispatch.use_kernel(x)  # auto: falls back cleanly when the kernel is missing
     assert torch.equal(spatial_topk(x, 0.1), expected)
-    with _select_ops.backend("kernel"), pytest.raises(RuntimeError, match="unavailable"):
+    with kernel.dispatch.backend("kernel"), pytest.raises(RuntimeError, match="unavailable"):
         spatial_topk(x, 0.1)
 
 

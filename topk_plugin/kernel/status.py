@@ -1,14 +1,14 @@
 """``kernel_status()`` and ``tune()``: what the CPU selection runs on this machine, and choosing it ahead of time.
 
 Why: the speed of ``spatial_topk`` on CPU depends on the CPU, the compiler and the
-measured backend choice (``_select_tune``); a user comparing timings, or reporting
+measured backend choice (:mod:`.choice`); a user comparing timings, or reporting
 one, needs all three in one place. The first CPU call of a process on a new machine
 compiles the kernel and times the paths for its row class (seconds, with a notice);
 ``tune()`` does all of it before a job starts.
 """
 from __future__ import annotations
 
-from . import _cpu, _select_build, _select_ops, _select_tune
+from . import build, choice, cpu, dispatch
 
 __all__ = ["kernel_status", "tune"]
 
@@ -17,13 +17,13 @@ def kernel_status() -> str:
     """CPU model and vector ISA, both kernel builds, the backend, and the path chosen
     for each row class (measuring the choice if this machine has none cached)."""
     lines = [
-        f"cpu: {_cpu.describe()}",
-        f"native build: {_select_build.status('native')}",
-        f"portable build: {_select_build.status('portable')}",
-        f"backend: {_select_ops.get_backend()} (TOPK_PLUGIN_BACKEND: auto, torch, kernel, portable)",
+        f"cpu: {cpu.describe()}",
+        f"native build: {build.status('native')}",
+        f"portable build: {build.status('portable')}",
+        f"backend: {dispatch.get_backend()} (TOPK_PLUGIN_BACKEND: auto, torch, kernel, portable)",
     ]
-    if _select_ops.get_backend() == "auto":
-        d = _select_tune.decision()
+    if dispatch.get_backend() == "auto":
+        d = choice.decision()
         lines.append(f"choice ({d['source']}{', ' + d['path'] if d.get('path') else ''}):")
         for row_cls, path in d["choice"].items():
             scores = d.get("scores", {}).get(row_cls, {})
@@ -39,5 +39,5 @@ def tune(row_classes=None) -> dict:
     """Compile the kernel and time the selection paths of ``row_classes`` (default: all six,
     e.g. ``["short-32", "long-32"]``) for this machine and thread count now, with no time
     budget, replacing what is cached. Run it before a job (``topk-plugin tune``) so the first
-    forward pass does not pay for it. Returns the decisions (see ``_select_tune.decision``)."""
-    return _select_tune.tune(row_classes)
+    forward pass does not pay for it. Returns the decisions (see :func:`.choice.decision`)."""
+    return choice.tune(row_classes)

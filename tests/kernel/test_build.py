@@ -8,11 +8,11 @@ import zipfile
 
 import pytest
 
-from topk_plugin import _select_build
+from topk_plugin import kernel
 
-CC = _select_build._compiler()
+CC = kernel.build._compiler()
 needs_cc = pytest.mark.skipif(CC is None, reason="no C compiler")
-SOURCE = _select_build.source_dir() / "topk_select.c"
+SOURCE = kernel.build.source_dir() / "topk_select.c"
 
 CONFIGS = [[], ["-DTOPK_PORTABLE"], ["-DTOPK_VBYTES=16"], ["-DTOPK_VBYTES=32"], ["-DTOPK_VBYTES=64"], ["-DTOPK_VBYTES=0"]]
 if platform.machine() in ("x86_64", "AMD64"):
@@ -39,25 +39,24 @@ def test_optimised_native_build_is_warning_free(tmp_path):
 @needs_cc
 @pytest.mark.parametrize("defines, width", [(("-DTOPK_VBYTES=16",), 16), (("-DTOPK_PORTABLE",), 0), ((), None)])
 def test_build_reports_its_vector_width(defines, width):
-    build = _select_build.build(defines=defines)
+    build = kernel.build.build(defines=defines)
     assert build.lib is not None, build.status
     if width is None:  # native: never wider than the CPU's integer vectors
-        from topk_plugin import _cpu
 
-        width = {"AVX-512": 64, "AVX2": 32, "SSE4.1": 16, "NEON": 16}.get(_cpu.vector_isa(), 0)
+        width = {"AVX-512": 64, "AVX2": 32, "SSE4.1": 16, "NEON": 16}.get(kernel.cpu.vector_isa(), 0)
     assert build.vector_bytes == width
     assert (f"{width}-byte vectors" if width else "plain C") in build.status
 
 
 def test_missing_compiler_is_reported_not_raised(monkeypatch):
-    monkeypatch.setattr(_select_build, "_compiler", lambda: None)
-    build = _select_build._compile("native", ())
+    monkeypatch.setattr(kernel.build, "_compiler", lambda: None)
+    build = kernel.build._compile("native", ())
     assert build.lib is None and "no C compiler" in build.status
 
 
 def test_the_wheel_ships_the_kernel_source(tmp_path):
     """An editable install reads csrc/ from the checkout; a wheel must carry it as package data."""
-    root = _select_build.source_dir().parents[1]
+    root = kernel.build.source_dir().parents[2]
     src = tmp_path / "src"  # a copy, so the build leaves nothing in the checkout
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
@@ -69,5 +68,6 @@ def test_the_wheel_ships_the_kernel_source(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     wheel = next(tmp_path.glob("topk_plugin-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    for name in _select_build.SOURCES:
-        assert f"topk_plugin/csrc/{name}" in names
+    for name in kernel.build.SOURCES:
+        assert f"topk_plugin/kernel/csrc/{name}" in names
+    assert "topk_plugin/py.typed" in names  # the annotations are for users' type checkers too
