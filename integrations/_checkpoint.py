@@ -2,30 +2,43 @@
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["atomic_torch_save", "rng_state", "set_rng_state", "check_fixed_settings"]
+from .._io import atomic_write_with, checkpoint_error
+
+__all__ = ["atomic_torch_save", "load_torch_checkpoint", "rng_state", "set_rng_state", "check_fixed_settings"]
 
 
 def atomic_torch_save(obj, path) -> Path:
     """``torch.save`` to a temporary file beside ``path``, then rename: never half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    return atomic_write_with(path, lambda f: torch.save(obj, f))
+
+
+def load_torch_checkpoint(path, format: str, required=()) -> dict:
+    """The dict saved at ``path`` by :func:`atomic_torch_save`, checked to be of ``format`` with ``required`` keys.
+
+    A truncated, empty or foreign file raises ``CheckpointError`` (a ``ValueError``)
+    naming the file and saying to delete it or run without ``--resume``.
+    """
     try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+        with warnings.catch_warnings():  # a foreign pickle's protocol warning would precede the one-line error
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - zip, pickle and EOF errors of a damaged file alike
+        lines = str(error).strip().splitlines()
+        raise checkpoint_error(path, f"it is truncated or corrupt ({type(error).__name__}"
+                                     f"{': ' + lines[0] if lines else ''})") from None
+    if not isinstance(saved, dict) or saved.get("format") != format:
+        raise checkpoint_error(path, f"it is not a {format} file")
+    missing = [key for key in required if key not in saved]
+    if missing:
+        raise checkpoint_error(path, f"it lacks {', '.join(map(repr, missing))}")
+    return saved
 
 
 def rng_state() -> dict:

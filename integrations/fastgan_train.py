@@ -36,7 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .._io import atomic_write_json
-from ._checkpoint import atomic_torch_save, check_fixed_settings
+from ._checkpoint import atomic_torch_save, check_fixed_settings, load_torch_checkpoint
 from ._checkpoint import rng_state as _rng_state
 from ._checkpoint import set_rng_state as _set_rng_state
 from ..functional import validate_k
@@ -255,9 +255,7 @@ def train(config: TrainConfig, *, progress: bool = True, log=print) -> dict:
     if config.resume:
         if not ckpt_path.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
-        saved = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        if saved.get("format") != fg.CHECKPOINT_FORMAT:
-            raise ValueError(f"{ckpt_path} is not a topk-plugin FastGAN checkpoint")
+        saved = load_torch_checkpoint(ckpt_path, fg.CHECKPOINT_FORMAT, ("config", "iteration", "g", "d", "rng"))
         _check_resume(saved["config"], cfg)
     elif ckpt_path.exists():
         raise ValueError(f"{out} already holds a run (checkpoint.pt): pass --resume to continue it, or use another --out")
@@ -373,8 +371,7 @@ def train(config: TrainConfig, *, progress: bool = True, log=print) -> dict:
     except KeyboardInterrupt:
         if step > last_saved:
             checkpoint(step)
-            log(f"interrupted: saved iteration {step} to {ckpt_path}; continue with --resume")
-        raise
+        raise KeyboardInterrupt(f"{ckpt_path} holds iteration {step}; continue with --resume") from None
     finally:
         bar.close()
     seconds = time.perf_counter() - start_time

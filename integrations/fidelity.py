@@ -97,13 +97,16 @@ class ImagesUint8(Dataset):
         from PIL import Image
         from torchvision.transforms import functional as TF
 
-        with Image.open(self.files[idx]) as img:
-            img = img.convert("RGB")
-            if self.resize == "squash":
-                img = TF.resize(img, [self.size, self.size])
-            elif self.resize == "center-crop":
-                img = TF.center_crop(TF.resize(img, self.size), [self.size, self.size])
-            return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+        try:
+            with Image.open(self.files[idx]) as img:
+                img = img.convert("RGB")
+        except OSError as error:  # truncated or not an image (UnidentifiedImageError is an OSError)
+            raise ValueError(f"cannot decode image {self.files[idx]}: {error}; remove or replace the file") from None
+        if self.resize == "squash":
+            img = TF.resize(img, [self.size, self.size])
+        elif self.resize == "center-crop":
+            img = TF.center_crop(TF.resize(img, self.size), [self.size, self.size])
+        return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).contiguous()
 
 
 class _Uint8Generator(nn.Module):

@@ -6,7 +6,8 @@ an ImageFolder with random-resized crops and flips, SGD (lr 0.1, momentum 0.9,
 weight decay 5e-4), a cosine schedule over the epochs (stepped per epoch),
 batch 32, mixed precision on CUDA.
 
-Files in ``out`` (only the main process writes): ``config.json``,
+Files in ``out`` (only the main process writes): ``config.json`` (written
+with the first checkpoint, so a run that fails on bad input leaves nothing),
 ``checkpoint.pt`` (full state after each epoch, replaced atomically),
 ``metrics.csv`` / ``metrics.json`` (one row per epoch), ``model.pt`` (final
 weights, classes and how to rebuild: :func:`load_trained`), ``results.json``
@@ -45,7 +46,7 @@ from ..shape_bias import write_trials
 from ..shape_bias.batches import model_normalization, single_thread_worker
 from ..zoo import create_model
 from .. import distributed as dist
-from ._checkpoint import atomic_torch_save, check_fixed_settings, rng_state, set_rng_state
+from ._checkpoint import atomic_torch_save, check_fixed_settings, load_torch_checkpoint, rng_state, set_rng_state
 from .train_data import FolderDataset, ShardSampler, check_same_classes, eval_transform, train_transform
 
 __all__ = ["TrainConfig", "train", "build_model", "load_trained", "evaluate_folder", "CHECKPOINT_FORMAT", "MODEL_FORMAT"]
@@ -53,6 +54,7 @@ __all__ = ["TrainConfig", "train", "build_model", "load_trained", "evaluate_fold
 CHECKPOINT_FORMAT = "topk-plugin-train-checkpoint/1"
 MODEL_FORMAT = "topk-plugin-trained-model/1"
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "images_per_second")
+_CHECKPOINT_KEYS = ("config", "epoch", "model", "optimizer", "scheduler", "scaler", "rng", "metrics")
 # Settings that define a run: a resumed run must not change them.
 _FIXED_ON_RESUME = ("model", "classes", "epochs", "batch_size", "lr", "momentum", "weight_decay", "img_size", "seed", "amp")
 
@@ -202,10 +204,7 @@ def _open_checkpoint(config: TrainConfig, path: Path) -> dict | None:
         return None
     if not path.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint at {path}")
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a topk-plugin train checkpoint")
-    return saved
+    return load_torch_checkpoint(path, CHECKPOINT_FORMAT, _CHECKPOINT_KEYS)
 
 
 # --- the loop -------------------------------------------------------------------------------
@@ -301,8 +300,6 @@ def _train(config: TrainConfig, env: dist.DistEnv, progress: bool, log, on_epoch
         start_epoch, rows = int(saved["epoch"]), list(saved["metrics"])
         del saved
         log(f"resuming {out} after epoch {start_epoch}/{config.epochs}")
-    if env.main:
-        atomic_write_json(out / "config.json", cfg)
 
     net = model
     if env.world > 1:
@@ -312,6 +309,8 @@ def _train(config: TrainConfig, env: dist.DistEnv, progress: bool, log, on_epoch
     eval_args = dict(batch_size=max(per_rank, 1), workers=config.workers, amp=use_amp)
 
     def checkpoint(epoch: int) -> None:
+        if epoch == start_epoch + 1:  # this run's settings, beside its first checkpoint
+            atomic_write_json(out / "config.json", cfg)
         atomic_torch_save({
             "format": CHECKPOINT_FORMAT, "config": cfg, "epoch": epoch, "model": _state_dict(model),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
@@ -361,17 +360,20 @@ def _train(config: TrainConfig, env: dist.DistEnv, progress: bool, log, on_epoch
                                              if row["val_acc"] is not None else "") + f" | {seconds:.1f} s")
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, row)
-    except KeyboardInterrupt:
-        log(f"interrupted: {ckpt_path} holds epoch {rows[-1]['epoch'] if rows else 0}/{config.epochs}; "
-            "continue with --resume")
-        raise
+    except KeyboardInterrupt:  # the CLI prints this one line
+        if not rows:
+            raise KeyboardInterrupt("before the first epoch ended; nothing was saved") from None
+        raise KeyboardInterrupt(f"{ckpt_path} holds epoch {rows[-1]['epoch']}/{config.epochs}; "
+                                "continue with --resume") from None
 
-    results = _final_evaluation(config, env, model, extra, classes, cue_root, cue_reason, last_val, mean, std,
-                                progress, eval_args, out)
-    if env.main:
+    results, trials = _final_evaluation(config, env, model, extra, classes, cue_root, cue_reason, last_val, mean,
+                                        std, progress, eval_args)
+    if env.main:  # the trials CSV only beside the model and results.json that describe it
         atomic_torch_save({"format": MODEL_FORMAT, "model": config.model, "classes": classes,
                            "img_size": config.img_size, "epochs": config.epochs, "mean": list(mean), "std": list(std),
                            "state_dict": _state_dict(model)}, out / "model.pt")
+        if trials is not None:
+            results["shape_bias"]["trials_csv"] = str(write_trials(trials, config.model, out))
         atomic_write_json(out / "results.json", results)
     dist.barrier(env)
     return {"out": str(out), "epoch": config.epochs, "epochs_run": config.epochs - start_epoch,
@@ -381,11 +383,13 @@ def _train(config: TrainConfig, env: dist.DistEnv, progress: bool, log, on_epoch
 
 
 def _final_evaluation(config, env, model, extra, classes, cue_root, cue_reason, last_val, mean, std, progress,
-                      eval_args, out) -> dict:
-    """val (the last epoch's numbers if it had them), stylized val, shape bias on cue-conflict."""
+                      eval_args) -> tuple[dict, list | None]:
+    """(results, cue-conflict trials or None): val (the last epoch's numbers if it had them), stylized val,
+    shape bias on cue-conflict."""
     from .train_cue import cue_conflict_shape_bias
 
     results = {"model": config.model, "classes": classes, "epochs": config.epochs, "img_size": config.img_size}
+    trials = None
     if "val" in extra:  # the last epoch's evaluation if this run made it, else anew (e.g. resumed after the end)
         results["val"] = last_val or evaluate_folder(model, extra["val"], env, progress=progress, desc="val", **eval_args)
     if "stylized_val" in extra:
@@ -396,7 +400,6 @@ def _final_evaluation(config, env, model, extra, classes, cue_root, cue_reason, 
     elif env.main:
         measured = cue_conflict_shape_bias(model, classes, config.img_size, cue_root, mean=mean, std=std,
                                            name=config.model, workers=config.workers, progress=progress)
-        results["shape_bias"] = measured["result"]
-        results["shape_bias"]["trials_csv"] = str(write_trials(measured["trials"], config.model, out))
+        results["shape_bias"], trials = measured["result"], measured["trials"]
     dist.barrier(env)
-    return results
+    return results, trials

@@ -201,3 +201,25 @@ def test_interrupted_search_resumes_to_the_same_result(data, tmp_path, monkeypat
     assert calls == []  # everything was done
     with pytest.raises(ValueError, match="other settings.*topks"):
         search_placement(tiny_classifier(), cue, imagenet, checkpoint=checkpoint, resume=True, **{**kw, "topks": (0.5,)})
+
+
+def test_bootstrap_intervals_follow_the_seed(data):
+    """The search's ``seed`` also seeds its bootstrap intervals (as ``shape-bias --seed`` does), and is recorded."""
+    from topk_plugin.shape_bias.intervals import cue_conflict_intervals, top1_intervals
+
+    cue, imagenet = data
+    kw = {"name": "tiny", "topks": (0.5,), "candidates": ["3"], "max_layers": 1, "budget": 100, "control": False,
+          "batch_size": 6, "workers": 0, "progress": False}
+    for seed in (0, 7):
+        result = search_placement(tiny_classifier(), cue, imagenet, seed=seed, **kw)
+        summary = result.to_json()
+        assert summary["seed"] == seed
+        labels = cue.label_pairs()
+        expected = {**cue_conflict_intervals(result.dense.decisions, labels, seed=seed),
+                    **top1_intervals(result.dense.hits, seed=seed)}
+        assert {k: summary["dense"][k] for k in expected} == expected
+        (setting,) = result.evaluated
+        paired = {**cue_conflict_intervals(result.evaluated[setting].decisions, labels, result.dense.decisions,
+                                           seed=seed),
+                  **top1_intervals(result.evaluated[setting].hits, result.dense.hits, seed=seed)}
+        assert {k: summary["evaluated"][0][k] for k in paired} == paired

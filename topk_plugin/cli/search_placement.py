@@ -5,14 +5,16 @@ import argparse
 import csv
 import io
 import json
+import math
 import sys
 from pathlib import Path
 
-from .._io import atomic_write_json, atomic_write_text, json_safe
+from .._io import atomic_write_json, atomic_write_text, json_safe, staged_outputs
 from ..distributed import current
 from ..shape_bias.intervals import format_field
 from ..functional import FILLS
 from .argtypes import add_evaluation_options, check_fractions, pick_device, positive_int
+from .preflight import check_layers, dense_base
 
 HELP = "search Top-K placements: the Pareto front of shape bias vs ImageNet top-1, and the best within a budget"
 
@@ -36,7 +38,8 @@ def add_parser(sub) -> None:
     p.add_argument("--no-control", dest="control", action="store_false", help="skip the random-K control")
     p.add_argument("--no-cache", dest="cache", action="store_false",
                    help="run the whole model per setting (the naive search; same numbers, slower)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random-K control")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the random-K control and of the bootstrap intervals (recorded in search.json; default: 0)")
     p.add_argument("--holdout", action=argparse.BooleanOptionalAction, default=True,
                    help="choose on half of the images and report the front and best on the other half, split by "
                         "shape source image and ImageNet class (default: on; --no-holdout searches and reports "
@@ -143,13 +146,18 @@ def run(args: argparse.Namespace) -> int:
     from .models import load_model
 
     check_fractions(args.topk, dense_zero=False)
-    if args.budget < 0:
-        raise ValueError(f"--budget {args.budget:g} must be >= 0 percentage points")
+    if not math.isfinite(args.budget) or args.budget < 0:
+        raise ValueError(f"--budget {args.budget:g} must be a number >= 0 (percentage points of top-1 below dense; "
+                         "100 allows any loss)")
+    dense_base(args.model, "search-placement")
     out = Path(args.out)
     device = pick_device(args.device)
     model = load_model(args.model, args.weights).to(device).eval()
-    cue = CueConflictDataset(find_cue_conflict(args.data))
-    imagenet = ImageNetImages(args.imagenet, eval_transform(model), limit_per_class=args.limit_per_class)
+    check_layers(model, args.layers, patterns=False)
+    # resolved: a resume from the same folders matches however they are spelled (the checkpoint records them)
+    cue = CueConflictDataset(find_cue_conflict(args.data).resolve())
+    imagenet = ImageNetImages(Path(args.imagenet).resolve(), eval_transform(model),
+                              limit_per_class=args.limit_per_class)
     report = holdout = None
     if args.holdout:
         (cue, imagenet), report = holdout_split(cue, imagenet, seed=args.split_seed)
@@ -165,11 +173,15 @@ def run(args: argparse.Namespace) -> int:
     if not current().main:
         return 0  # under torchrun every process has the result; rank 0 writes and prints it
     summary = json_safe(result.to_json())
-    atomic_write_json(out / "search.json", summary)
-    atomic_write_text(out / "evaluated.csv", _csv(summary))
-    summary["plots"] = [str(p) for p in result.plot(out / "front.png")]
     spec = result.best_spec()
-    summary["placement_spec"] = None if spec is None else str(spec.save(out / "best_placement.json"))
+    with staged_outputs(out) as stage:  # every result file at once, or none; the checkpoint stays for --resume
+        atomic_write_json(stage / "search.json", summary)
+        atomic_write_text(stage / "evaluated.csv", _csv(summary))
+        plots = result.plot(stage / "front.png")
+        if spec is not None:
+            spec.save(stage / "best_placement.json")
+    summary["plots"] = [str(out / Path(p).name) for p in plots]
+    summary["placement_spec"] = None if spec is None else str(out / "best_placement.json")
     summary["outputs"] = {"json": str(out / "search.json"), "csv": str(out / "evaluated.csv")}
     if args.json:
         print(json.dumps(summary))

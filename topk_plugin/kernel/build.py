@@ -120,7 +120,15 @@ def _flag_sets(march: str | None, defines: tuple[str, ...]) -> list[list[str]]:
 
 
 def notice(message: str) -> None:
-    """One line on stderr, when the kernel machinery does slow or surprising work for the user."""
+    """One line on stderr, when the kernel machinery does slow or surprising work for the user.
+
+    Quiet once the cache was reported unwritable: that one notice already says the
+    kernel is built and timed anew in each process."""
+    if _cache_dir() not in _unwritable:
+        _say(message)
+
+
+def _say(message: str) -> None:
     print(f"topk-plugin: {message}", file=sys.stderr, flush=True)
 
 
@@ -135,9 +143,9 @@ def _writable_cache() -> Path | None:
     except OSError as exc:
         if folder not in _unwritable:
             _unwritable.add(folder)
-            notice(f"the kernel cache {folder} is not writable ({exc.strerror or exc}): the C kernel is built in a "
-                   f"temporary folder for this process only and its timing is not kept; set {CACHE_ENV_VAR} to a "
-                   "writable folder to keep them")
+            _say(f"the kernel cache {folder} is not writable ({exc.strerror or exc}): the C kernel is built in a "
+                   f"temporary folder for this process only and timed again (a few seconds per process); set "
+                   f"{CACHE_ENV_VAR} to a writable folder to keep them")
         return None
 
 

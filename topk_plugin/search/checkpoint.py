@@ -12,7 +12,12 @@ import json
 import math
 from pathlib import Path
 
-from .._io import atomic_write_json, check_same_settings
+from .._io import (
+    atomic_write_json,
+    check_same_settings,
+    checkpoint_error,
+    read_json_checkpoint,
+)
 from .evaluate import Scores, Setting
 
 __all__ = ["SearchCheckpoint"]
@@ -56,17 +61,21 @@ class SearchCheckpoint:
             self._load()
 
     def _load(self) -> None:
-        data = json.loads(self.path.read_text())
-        if data.get("format") != FORMAT:
-            raise ValueError(f"{self.path} is not a placement-search checkpoint")
+        data = read_json_checkpoint(self.path, FORMAT, required=("config", "phases"))
+        if not isinstance(data["config"], dict):
+            raise checkpoint_error(self.path, "its 'config' is not a mapping")
         check_same_settings(self.path, data["config"], self.config)
-        self.dense = _scores(data["dense"]) if data.get("dense") else None
-        self.phase_dense = {p: _scores(v) for p, v in data.get("phase_dense", {}).items()}
-        self.phases = {
-            phase: {_setting(s): _scores(v) for s, v in rows} for phase, rows in data["phases"].items()
-        }
-        self.timing = dict(data.get("timing", {}))
-        self.shifts = {_setting(s): v for s, v in data.get("shifts", [])}
+        try:
+            self.dense = _scores(data["dense"]) if data.get("dense") else None
+            self.phase_dense = {p: _scores(v) for p, v in data.get("phase_dense", {}).items()}
+            self.phases = {
+                phase: {_setting(s): _scores(v) for s, v in rows} for phase, rows in data["phases"].items()
+            }
+            self.timing = dict(data.get("timing", {}))
+            self.shifts = {_setting(s): v for s, v in data.get("shifts", [])}
+        except (KeyError, TypeError, ValueError, AttributeError) as error:  # an entry edited or cut away
+            raise checkpoint_error(self.path, f"an entry is missing or malformed ({type(error).__name__}: {error})") \
+                from None
 
     def done(self, phase: str) -> dict | None:
         return self.phases.get(phase)

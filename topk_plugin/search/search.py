@@ -72,12 +72,13 @@ class SearchResult:
     holdout: dict | None = None  # how the images were split (None: no held-out report)
     shifts: dict = field(default_factory=dict)  # fill="shift" Setting -> {layer: calibrated shift}
     decomposition: list = field(default_factory=list)  # the best's layers and K with each fill (held out)
+    seed: int = 0  # the search's seed: the random-K control's and the bootstrap intervals'
     _rows: dict = field(default_factory=dict, repr=False, compare=False)  # intervals, computed once per row
 
     def _with_intervals(self, scores: Scores, labels: list, dense: Scores | None) -> dict:
         key = (id(scores), id(dense))
         if key not in self._rows:
-            self._rows[key] = scores_with_intervals(scores, labels, dense)
+            self._rows[key] = scores_with_intervals(scores, labels, dense, seed=self.seed)
         return dict(self._rows[key])
 
     def _scores(self, scores: Scores, dense: Scores | None) -> dict:
@@ -114,6 +115,7 @@ class SearchResult:
             dense["report"] = self._reported(None)
         return {
             "model": self.model,
+            "seed": self.seed,
             "budget": self.budget,
             "candidates": self.candidates,
             "holdout": self.holdout,
@@ -209,6 +211,7 @@ def search_placement(
     front and the best are scored again (``holdout_split`` makes both halves;
     ``holdout`` describes the split in the result).
     ``fills``: the fills searched (see :func:`topk_plugin.functional.spatial_topk`).
+    ``seed``: of the random-K control and of the bootstrap intervals (recorded in the result).
     """
     if max_layers < 1 or beam < 1:
         raise ValueError(f"max_layers ({max_layers}) and beam ({beam}) must be >= 1")
@@ -305,4 +308,4 @@ def search_placement(
                         labels=cue.label_pairs(), report=reported, report_dense=report_dense,
                         report_labels=report[0].label_pairs() if report is not None else [], holdout=holdout,
                         shifts={s: v for s, v in state.shifts.items() if s in evaluated or s in reported},
-                        decomposition=decomposition)
+                        decomposition=decomposition, seed=seed)

@@ -24,17 +24,31 @@ def read_trials(path: str | os.PathLike) -> list[Trial]:
 
     The shape label is the ``category`` column; the texture label comes from
     the image name's part after the last ``-``. ``na`` answers count as neither.
+    A file that is binary, cut short or not such a CSV raises ``ValueError``
+    naming it (and the line).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such CSV file: {path}")
-    with path.open(newline="") as f:
+    try:
+        return _read_trials(path)
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not a text CSV file (it holds bytes that are not UTF-8 text)") from None
+    except csv.Error as err:
+        raise ValueError(f"{path} is not a readable CSV file: {err}") from None
+
+
+def _read_trials(path: Path) -> list[Trial]:
+    with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         missing = {"subj", "object_response", "category", "imagename"} - set(reader.fieldnames or [])
         if missing:
             raise ValueError(f"{path} is not a model-vs-human CSV: missing columns {sorted(missing)}")
         trials = []
         for row in reader:
+            if None in row.values() or None in row:  # fewer or more cells than the header
+                raise ValueError(f"{path}, line {reader.line_num}: {len(reader.fieldnames)} columns expected, the row "
+                                 "has another number (is the file cut short?)")
             try:
                 shape, texture = labels_from_filename(row["imagename"])
             except ValueError as err:

@@ -8,6 +8,7 @@ placement get their family's default rule (see ``placements.RULES``).
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 
 import timm
@@ -16,7 +17,9 @@ import torchvision
 from .names import VariantName, is_variant_name, parse_variant_name
 from .timm_registry import build_timm
 from .torchvision_registry import build_torchvision
-from .weights import OFFLINE_SOURCES, WeightsUnavailableError, load_weights_file, offline_state_dict
+from .hub import hub_endpoint, offline_unless_reachable
+from .weights import (OFFLINE_SOURCES, WeightsFileError, WeightsUnavailableError, load_weights_file,
+                      offline_state_dict, state_dict_mismatch)
 
 __all__ = ["create_model", "resolve_source", "placement_of", "default_pretrained", "UnknownModelError"]
 
@@ -154,15 +157,25 @@ def _create_timm(name, variant, tag, pretrained, weights_path, sha256, kwargs, s
     load = bool(pretrained) or weights_path is not None
     if tag:
         kwargs.setdefault("pretrained_cfg", tag)
+    # from the hub: one quick question first, not ~50 s of retries on a machine without network
+    hub = offline_unless_reachable() if pretrained is True else contextlib.nullcontext(True)
     try:
-        model = build_timm(variant, pretrained=load, pretrained_cfg_overlay=overlay or None, sparse=sparse, **kwargs)
+        with hub as reachable:
+            model = build_timm(variant, pretrained=load, pretrained_cfg_overlay=overlay or None, sparse=sparse,
+                               **kwargs)
     except OSError as error:  # hub/URL unreachable, including huggingface_hub's errors
         if pretrained is not True:
             raise
-        raise WeightsUnavailableError(
-            f"could not fetch the pretrained weights of timm {variant.base!r}: {error}. "
-            + _offline_hint(name, variant.base)
-        ) from error
+        why = str(error) if reachable else f"{hub_endpoint()} does not answer and they are not in the local cache"
+        problem = f"could not fetch the pretrained weights of timm {variant.base!r}: {why}"
+        raise WeightsUnavailableError(f"{problem}. " + _offline_hint(name, variant.base), problem=problem) from error
+    except RuntimeError as error:  # weights_path of another architecture: one line, not one per tensor
+        if weights_path is None or "state_dict" not in str(error):
+            raise
+        template = build_timm(variant, pretrained=False, sparse=False, **kwargs)
+        raise WeightsFileError(f"the weights in {weights_path} do not fit timm {variant.base!r}: "
+                               f"{state_dict_mismatch(overlay['state_dict'], template)}; pass a state dict of "
+                               f"{variant.base!r} itself") from None
     if "state_dict" in overlay:  # loaded; a config must not carry (and print, pickle) the weights
         for attr in ("pretrained_cfg", "default_cfg"):
             cfg = getattr(model, attr, None)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ import torch
 
 __all__ = [
     "WeightsUnavailableError",
+    "WeightsFileError",
     "ChecksumError",
     "OfflineSource",
     "OFFLINE_SOURCES",
@@ -33,13 +35,45 @@ __all__ = [
     "offline_state_dict",
     "map_by_position",
     "efficientnet_lite0_state_dict",
+    "state_dict_mismatch",
 ]
 
 _CHECKPOINT_KEYS = ("state_dict", "model", "state_dict_ema", "model_ema")
 
 
 class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights could not be fetched or found; the message says what to do."""
+    """Pretrained weights could not be fetched or found; the message says what to do.
+
+    ``problem``: the message without the advice (which names Python arguments),
+    for a command line to give its own (``--weights``).
+    """
+
+    def __init__(self, message: str, problem: str | None = None):
+        super().__init__(message)
+        self.problem = problem or message
+
+
+class WeightsFileError(ValueError):
+    """A weights file exists but holds no usable state dict (empty, truncated, text, arbitrary pickle)."""
+
+
+_SAVE_HINT = "save the dense base model's weights with torch.save(model.state_dict(), FILE)"
+
+
+def _unreadable(path, error: Exception) -> WeightsFileError:
+    """One line for every way ``torch.load(weights_only=True)`` rejects a file."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        why = "the file is empty"
+    elif "Weights only load failed" in str(error):
+        why = ("it holds Python objects besides tensors (loading it would run code from the file, "
+               "which weights_only=True refuses)")
+    elif head != b"PK\x03\x04" and head[:1] != b"\x80":  # neither torch's zip format nor its legacy pickle
+        why = "it is not a file written by torch.save (text, or another format?)"
+    else:
+        why = f"it is truncated or corrupt, e.g. an incomplete download or copy ({type(error).__name__})"
+    return WeightsFileError(f"cannot read the weights file {path}: {why}; {_SAVE_HINT}")
 
 
 class ChecksumError(ValueError):
@@ -97,17 +131,46 @@ def load_weights_file(path, sha256: str | None = None) -> dict:
             "torch.save(model.state_dict(), path), or point weights_path at an existing file."
         )
     _verify(path, sha256)
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        with warnings.catch_warnings():  # a foreign pickle's protocol warning would precede the one-line error
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - zip, pickle, EOF and key errors of a damaged or foreign file
+        raise _unreadable(path, error) from None
     for key in _CHECKPOINT_KEYS:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
             break
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{path} holds no state dict (a mapping of names to tensors)")
+        raise WeightsFileError(f"{path} holds no state dict (a mapping of names to tensors); {_SAVE_HINT}")
     # weights saved from DataParallel / DistributedDataParallel
     if obj and all(k.startswith("module.") for k in obj):
         obj = OrderedDict((k[len("module."):], v) for k, v in obj.items())
     return obj
+
+
+def state_dict_mismatch(state_dict: dict, model) -> str:
+    """What keeps ``state_dict`` from loading into ``model``, in one short sentence ('' if it fits).
+
+    ``load_state_dict``'s own error lists every tensor on its own line; this
+    counts them and shows the first, which is enough to tell another
+    architecture (``squeezenet1_0`` weights for ``squeezenet1_1``) from a head
+    of another size.
+    """
+    own = model.state_dict()
+    shapes = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in state_dict.items()
+              if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    parts = []
+    if shapes:
+        key, theirs, ours = shapes[0]
+        parts.append(f"{len(shapes)} tensors differ in shape (e.g. {key}: {theirs} in the file, {ours} in the model)")
+    if missing:
+        parts.append(f"{len(missing)} of the model's tensors are missing (e.g. {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} are not in the model (e.g. {unexpected[0]})")
+    return "; ".join(parts)
 
 
 def map_by_position(source: dict, target: dict, what: str = "weights") -> OrderedDict:
