@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from topk_plugin.shape_bias.dataset import CueConflictDataset, stack
 from topk_plugin.shape_bias.batches import single_thread_worker
+from topk_plugin.shape_bias.dataset import CueConflictDataset, stack
 from topk_plugin.shape_bias.evaluate import evaluate_model
 
 

@@ -171,7 +171,7 @@ def model_overheads(repeats: int) -> None:
         dense = getattr(torchvision.models, name)().eval()
         sparse = topk_plugin.sparsify(copy.deepcopy(dense), layers, k).eval()
         with torch.no_grad():
-            t = interleaved({"dense": lambda: dense(x), "sparse": lambda: sparse(x)}, repeats)
+            t = interleaved({"dense": lambda m=dense: m(x), "sparse": lambda m=sparse: m(x)}, repeats)
         print(f"{name:<9} inference  dense {t['dense'] * 1e3:8.1f} ms  sparse {t['sparse'] * 1e3:8.1f} ms  "
               f"overhead {100 * (t['sparse'] / t['dense'] - 1):+.1f}%", flush=True)
     # the README's placement search: SqueezeNet 1.1 with its best placement, against the kernel

@@ -169,7 +169,7 @@ class FastGANPatch:
         if mine:
             unsparsify(self.net, mine)
 
-    def __enter__(self) -> "FastGANPatch":
+    def __enter__(self) -> FastGANPatch:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -36,11 +36,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .._io import atomic_write_json
+from ..functional import validate_k
+from . import fastgan as fg
 from ._checkpoint import atomic_torch_save, check_fixed_settings, load_torch_checkpoint
 from ._checkpoint import rng_state as _rng_state
 from ._checkpoint import set_rng_state as _set_rng_state
-from ..functional import validate_k
-from . import fastgan as fg
 
 __all__ = ["TrainConfig", "train", "ImageFolderFlat", "find_images", "IMAGE_EXTENSIONS", "atomic_torch_save"]
 
@@ -184,7 +184,7 @@ class _InfiniteSampler(Sampler):
 def _ema_state(g_ema: nn.Module, netG: nn.Module) -> dict:
     """EMA parameters with the live model's buffers (upstream averages parameters only)."""
     with torch.no_grad():
-        for b_ema, b in zip(g_ema.buffers(), netG.buffers()):
+        for b_ema, b in zip(g_ema.buffers(), netG.buffers(), strict=True):
             b_ema.copy_(b)
     return {k: v.detach().cpu() for k, v in g_ema.state_dict().items()}
 
@@ -351,7 +351,7 @@ def train(config: TrainConfig, *, progress: bool = True, log=print) -> dict:
             loss_g.backward()
             opt_g.step()
             with torch.no_grad():
-                for p_ema, p in zip(g_ema.parameters(), netG.parameters()):
+                for p_ema, p in zip(g_ema.parameters(), netG.parameters(), strict=True):
                     p_ema.lerp_(p.detach(), 1 - config.ema_decay)
 
             step += 1

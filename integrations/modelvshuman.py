@@ -573,7 +573,7 @@ def plotting_definition(
     for label in label_list:
         if label == "humans":
             raise ValueError("'humans' is model-vs-human's label for the human observers; pick another label")
-    return PlottingDefinition(tuple(zip(names, color_list, marker_list, label_list)), humans=humans)
+    return PlottingDefinition(tuple(zip(names, color_list, marker_list, label_list, strict=True)), humans=humans)
 
 
 def plot_shape_bias(

@@ -41,11 +41,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from .. import distributed as dist
 from .._io import atomic_write_json, atomic_write_text
 from ..shape_bias import write_trials
 from ..shape_bias.batches import model_normalization, single_thread_worker
 from ..zoo import create_model
-from .. import distributed as dist
 from ._checkpoint import atomic_torch_save, check_fixed_settings, load_torch_checkpoint, rng_state, set_rng_state
 from .train_data import FolderDataset, ShardSampler, check_same_classes, eval_transform, train_transform
 

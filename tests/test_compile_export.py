@@ -2,9 +2,13 @@
 import pytest
 import torch
 import torch.fx
+from hypothesis import given
+from hypothesis import strategies as st
+from reference import reference_k
 from torch import nn
 
-from topk_plugin import sparsify
+from topk_plugin import create_model, kernel, sparsify
+from topk_plugin.functional import resolve_k
 
 
 def small_net():
@@ -44,7 +48,7 @@ def test_torch_compile_eval_and_train(method):
     eager.train(), compiled.train()
     eager(X).square().sum().backward()
     compiled(X).square().sum().backward()
-    for (name, a), b in zip(eager.named_parameters(), compiled.parameters()):
+    for (name, a), b in zip(eager.named_parameters(), compiled.parameters(), strict=True):
         torch.testing.assert_close(b.grad, a.grad, msg=name)
 
 
@@ -68,13 +72,6 @@ def test_fx_symbolic_trace_keeps_topk():
 
 
 # --- several activation sizes, dynamic shapes, fullgraph (issue 25, item 1) -------------------
-
-from hypothesis import given, strategies as st  # noqa: E402
-from reference import reference_k  # noqa: E402
-
-from topk_plugin import create_model  # noqa: E402
-from topk_plugin import kernel  # noqa: E402
-from topk_plugin.functional import resolve_k  # noqa: E402
 
 
 def two_resolution_net():
@@ -119,7 +116,7 @@ def test_compile_with_gradients_at_two_sizes():
             m.zero_grad()
         eager(x).square().sum().backward()
         compiled(x).square().sum().backward()
-        for (name, a), b in zip(eager.named_parameters(), compiled.parameters()):
+        for (name, a), b in zip(eager.named_parameters(), compiled.parameters(), strict=True):
             torch.testing.assert_close(b.grad, a.grad, msg=name)
 
 

@@ -10,12 +10,11 @@ import pytest
 import torch
 import torchvision
 from PIL import Image
-
 from shape_bias.test_dataset import make_set
+
 from topk_plugin import distributed
 from topk_plugin.cli import main
 from topk_plugin.shape_bias.imagenet import ImageNetImages, imagenet_wnids
-
 
 # --- shards and merging (one process) ------------------------------------------------
 

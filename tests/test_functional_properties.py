@@ -6,7 +6,7 @@ import torch
 from hypothesis import given
 from reference import reference_k, reference_topk
 
-from topk_plugin.functional import TIES, MODES, RANK_BY, resolve_k, spatial_topk, topk_mask
+from topk_plugin.functional import MODES, RANK_BY, TIES, resolve_k, spatial_topk, topk_mask
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 

@@ -1,6 +1,7 @@
 """Packaging: every package folder is installed, integrations map into topk_plugin."""
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,12 +4,11 @@ import pickle
 
 import pytest
 import torch
+from reference import reference_k
 from torch import nn
 
 import topk_plugin
 from topk_plugin.functional import random_k, random_mask
-
-from reference import reference_k
 
 
 def _rows(t: torch.Tensor, channel_dim: int) -> torch.Tensor:

@@ -3,19 +3,20 @@
 Li, Wen, Li, Lee, "Emergence of Shape Bias in Convolutional Neural Networks
 through Activation Sparsity", NeurIPS 2023.
 """
-from . import functional
+# After the core: registering the zoo's model names needs sparsify.
+from . import (
+    functional,
+    zoo,  # noqa: E402
+)
+from .attachment import NotATensorError, sparsified_layers
+from .calibrate import calibrate
 from .functional import random_k, spatial_topk
 from .kernel import kernel_status, tune
 from .layers import LayerInfo, UnknownLayerError, format_table, list_layers
 from .modules import RandomK, TopK
 from .placement_spec import PlacementSpec, load_placement
 from .summary import SparsityRow, sparsity_summary
-from .attachment import NotATensorError, sparsified_layers
 from .surgery import sparsified, sparsify, unsparsify
-from .calibrate import calibrate
-
-# After the core: registering the zoo's model names needs sparsify.
-from . import zoo  # noqa: E402
 from .zoo import create_model  # noqa: E402
 
 zoo.register_all()

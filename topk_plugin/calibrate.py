@@ -14,9 +14,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._model import model_device, model_dtype
+from .attachment import sparsified_layers
 from .functional import spatial_topk
 from .modules import TopK
-from .attachment import sparsified_layers
 
 __all__ = ["calibrate", "RemovedMean"]
 
@@ -98,7 +98,7 @@ def calibrate(model: nn.Module, images, *, layers=None, progress: bool = False) 
         while pending:
             means: dict[str, RemovedMean] = {}
 
-            def measure(name):
+            def measure(name, means=means):
                 def hook(op, args):
                     means.setdefault(name, RemovedMean(op)).add(args[0])
                     raise _Reached

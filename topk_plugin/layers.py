@@ -166,5 +166,5 @@ def format_table(rows: list, columns: list[str] | None = None) -> str:
     columns = columns or list(rows[0].__dataclass_fields__)
     cells = [[("" if getattr(r, c) is None else str(getattr(r, c))) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    line = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()
+    line = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
     return "\n".join([line(columns), line(["-" * w for w in widths]), *map(line, cells)])

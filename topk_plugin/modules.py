@@ -2,10 +2,9 @@
 ``RandomK`` around its control :func:`~topk_plugin.functional.random_k`."""
 from __future__ import annotations
 
+import torch
 import torch.fx
 from torch import nn
-
-import torch
 
 from .functional import check_options, exact_k, random_k, spatial_topk
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .attachment import sparsified_layers
 from .functional import resolve_k
 from .layers import forward_with_hooks
-from .attachment import sparsified_layers
 
 __all__ = ["SparsityRow", "sparsity_summary"]
 

@@ -22,12 +22,19 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Mapping
 
-import torch
-import torch.fx
 from torch import nn
 
-from .attachment import (BASE_ATTR, CHILD_NAME, OPS, NotATensorError, TopKHook, checked_output, hook_keys, is_swapped,
-                         sparsified_layers)
+from .attachment import (
+    BASE_ATTR,
+    CHILD_NAME,
+    OPS,
+    NotATensorError,
+    TopKHook,
+    checked_output,
+    hook_keys,
+    is_swapped,
+    sparsified_layers,
+)
 from .layers import resolve_layers
 from .modules import RandomK, TopK
 from .placement_spec import PlacementSpec, load_placement

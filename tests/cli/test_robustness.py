@@ -343,8 +343,9 @@ def test_bad_stimulus_is_named_alike_with_and_without_workers(cue, weights, tmp_
 
 def test_fid_names_a_truncated_image(tmp_path, capsys):
     pytest.importorskip("torch_fidelity")
-    from topk_plugin.integrations.fidelity import register_module_extractor
     from torch import nn
+
+    from topk_plugin.integrations.fidelity import register_module_extractor
 
     try:
         name = register_module_extractor("test-robustness-tiny", lambda: nn.Sequential(

@@ -208,7 +208,7 @@ def _check_patch(netG, nz: int) -> None:
     assert fg.patched_layers(netG) == {}
     assert type(netG.feat_32) is nn.Sequential and "topk" not in netG.feat_32._modules
     _, restored = _outputs(netG, z)
-    assert all(torch.equal(a, b) for a, b in zip(restored, dense_out))
+    assert all(torch.equal(a, b) for a, b in zip(restored, dense_out, strict=True))
 
 
 def test_patch_feat32_exact_k_others_untouched_unpatch_restores(standin):

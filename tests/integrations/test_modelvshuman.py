@@ -133,7 +133,7 @@ def fake_mvh(monkeypatch, tmp_path):
                 with open(folder / f"cue-conflict_{name.replace('_', '-')}_session-1.csv", "w", newline="") as f:
                     writer = csv.writer(f)
                     writer.writerow(["subj", "session", "trial", "rt", "object_response", "category", "condition", "imagename"])
-                    for i, ((shape, image), answer) in enumerate(zip(STIMULI, answers), start=1):
+                    for i, ((shape, image), answer) in enumerate(zip(STIMULI, answers, strict=True), start=1):
                         writer.writerow([name, "1", i, "NaN", answer, shape, "NaN", image])
 
     modules = {

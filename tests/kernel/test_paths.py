@@ -95,7 +95,7 @@ def test_larger_rows_every_layout(dtype, shape, layout, data):
             for rank_by in ("abs", "value"):
                 for invert in (False, True):
                     kw = dict(ties=ties, rank_by=rank_by, invert=invert, channel_dim=channel_dim)
-                    fast, slow = both(lambda: spatial_topk(x, k, **kw))
+                    fast, slow = both(lambda k=k, kw=kw: spatial_topk(x, k, **kw))
                     int_dtype = {2: torch.int16, 4: torch.int32, 8: torch.int64}[x.element_size()]
                     assert torch.equal(fast.view(int_dtype), slow.view(int_dtype)), kw
                     assert layout == "strided" or same_format(fast, slow)
@@ -138,7 +138,7 @@ def assert_kernel_equals_torch_path(x, k, **kw):
     int_dtype = {2: torch.int16, 4: torch.int32, 8: torch.int64}[x.element_size()]
     for fn in (spatial_topk, topk_mask):
         args = kw if fn is spatial_topk else {name: v for name, v in kw.items() if name != "invert"}
-        fast, slow = both(lambda: fn(x, k, **args))
+        fast, slow = both(lambda fn=fn, args=args: fn(x, k, **args))
         if fn is spatial_topk:
             fast, slow = fast.view(int_dtype), slow.view(int_dtype)
         assert torch.equal(fast, slow), (fn.__name__, k, kw)

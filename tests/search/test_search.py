@@ -1,12 +1,18 @@
 """Placement search: cached prefix == from scratch, eligible layers, the front, the budget, the spec."""
 import pytest
 import torch
+from shape_bias.test_dataset import make_set
 from torch import nn
 
 import topk_plugin
-from shape_bias.test_dataset import make_set
 from topk_plugin.search import (
-    PrefixRunner, Scores, Setting, best_within_budget, eligible_layers, evaluate_settings, pareto_front,
+    PrefixRunner,
+    Scores,
+    Setting,
+    best_within_budget,
+    eligible_layers,
+    evaluate_settings,
+    pareto_front,
     search_placement,
 )
 from topk_plugin.shape_bias.categories import category_indices
@@ -43,8 +49,8 @@ def tiny_classifier() -> nn.Sequential:
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("search")
     cue = CueConflictDataset(make_set(root / "cue", per_category=2, size=16), per_category=2)
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     # ImageNet images labelled with the dense model's own prediction: dense top-1 is 1.0
     # and every setting that changes a prediction lowers it

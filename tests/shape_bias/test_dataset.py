@@ -1,5 +1,4 @@
 """The stimuli folder: completeness checks, decoding errors, locating and downloading."""
-import io
 import tarfile
 
 import numpy as np
@@ -7,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+from topk_plugin._paths import CACHE_ENV_VAR
 from topk_plugin.shape_bias import locate
 from topk_plugin.shape_bias.categories import CATEGORIES
 from topk_plugin.shape_bias.dataset import CueConflictDataset, CueConflictError, scan_cue_conflict
@@ -70,7 +70,7 @@ def test_missing_folder(tmp_path):
 
 
 def test_locate_order(tmp_path, monkeypatch):
-    monkeypatch.setenv(locate.CACHE_ENV_VAR, str(tmp_path / "cache"))
+    monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "cache"))
     monkeypatch.delenv(locate.ENV_VAR, raising=False)
     assert locate.find_cue_conflict(tmp_path / "explicit") == tmp_path / "explicit"
     monkeypatch.setenv(locate.ENV_VAR, str(tmp_path / "env"))
@@ -81,7 +81,7 @@ def test_locate_order(tmp_path, monkeypatch):
 
 
 def test_offline_error_says_where_to_put_the_folder(tmp_path, monkeypatch):
-    monkeypatch.setenv(locate.CACHE_ENV_VAR, str(tmp_path / "cache"))
+    monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "cache"))
     monkeypatch.delenv(locate.ENV_VAR, raising=False)
     with pytest.raises(CueConflictError) as info:
         locate.find_cue_conflict(url=f"file://{tmp_path}/missing.tar.gz")
@@ -96,7 +96,7 @@ def test_download_unpacks_a_release_archive(tmp_path, monkeypatch):
     archive = tmp_path / "cue-conflict.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tmp_path / "src" / "cue-conflict", arcname="cue-conflict")
-    monkeypatch.setenv(locate.CACHE_ENV_VAR, str(tmp_path / "cache"))
+    monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "cache"))
     monkeypatch.delenv(locate.ENV_VAR, raising=False)
     found = locate.find_cue_conflict(url=archive.as_uri())
     assert found == tmp_path / "cache" / "cue-conflict"

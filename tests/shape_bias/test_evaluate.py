@@ -120,8 +120,7 @@ def _tensors(model):
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64])
 def test_inputs_follow_the_models_dtype_and_the_model_comes_back_as_it_was(tmp_path, dtype):
-    from topk_plugin.shape_bias.imagenet import evaluate_imagenet
-    from topk_plugin.shape_bias.imagenet import imagenet_wnids
+    from topk_plugin.shape_bias.imagenet import evaluate_imagenet, imagenet_wnids
 
     from .test_imagenet import _save
 

@@ -4,7 +4,13 @@ import torch
 from PIL import Image
 from torch import nn
 
-from topk_plugin.shape_bias.imagenet import ImageNetError, ImageNetImages, eval_transform, evaluate_imagenet, imagenet_wnids
+from topk_plugin.shape_bias.imagenet import (
+    ImageNetError,
+    ImageNetImages,
+    eval_transform,
+    evaluate_imagenet,
+    imagenet_wnids,
+)
 
 WNIDS = imagenet_wnids()
 

@@ -11,12 +11,12 @@ CATS = ["cat", "dog", "car", "boat"]
 def simulated(n=300, seed=0):
     rng = np.random.default_rng(seed)
     labels = [(CATS[rng.integers(4)], CATS[rng.integers(4)]) for _ in range(n)]
-    decisions = [s if u < 0.3 else t if u < 0.6 else "knife" for (s, t), u in zip(labels, rng.random(n))]
+    decisions = [s if u < 0.3 else t if u < 0.6 else "knife" for (s, t), u in zip(labels, rng.random(n), strict=True)]
     return decisions, labels
 
 
 def brute_force_shape_bias_ci(decisions, labels, seed=0, n_resamples=2000):
-    conflict = [(d, s, t) for d, (s, t) in zip(decisions, labels) if s != t]
+    conflict = [(d, s, t) for d, (s, t) in zip(decisions, labels, strict=True) if s != t]
     idx = np.random.default_rng(seed).integers(0, len(conflict), size=(n_resamples, len(conflict)))
     values = []
     for row in idx:
@@ -31,7 +31,7 @@ def test_shape_bias_interval_equals_the_brute_force_bootstrap():
     decisions, labels = simulated()
     got = cue_conflict_intervals(decisions, labels)
     assert got["shape_bias_ci"] == pytest.approx(brute_force_shape_bias_ci(decisions, labels))
-    value = shape_bias([Trial(str(i), s, t, d) for i, (d, (s, t)) in enumerate(zip(decisions, labels))]).shape_bias
+    value = shape_bias([Trial(str(i), s, t, d) for i, (d, (s, t)) in enumerate(zip(decisions, labels, strict=True))]).shape_bias
     lo, hi = got["shape_bias_ci"]
     assert lo < value < hi and 0.02 < hi - lo < 0.2
 
@@ -57,7 +57,7 @@ def test_paired_difference_sees_a_consistent_change():
 
 def test_pooled_subjects_are_resampled_by_image():
     decisions, labels = simulated(200)
-    one = [Trial(f"im{i}.png", s, t, d, "s1") for i, (d, (s, t)) in enumerate(zip(decisions, labels))]
+    one = [Trial(f"im{i}.png", s, t, d, "s1") for i, (d, (s, t)) in enumerate(zip(decisions, labels, strict=True))]
     ten = [Trial(tr.image, tr.shape, tr.texture, tr.decision, f"s{k}") for k in range(10) for tr in one]
     # ten identical subjects carry no more information about the images than one
     assert trial_intervals(ten)["shape_bias_ci"] == pytest.approx(trial_intervals(one)["shape_bias_ci"])
@@ -73,7 +73,7 @@ def test_the_shape_bias_figure_draws_the_intervals(tmp_path):
     from topk_plugin.shape_bias.plot import plot_shape_bias
 
     decisions, labels = simulated()
-    trials = [Trial(f"{s}{i}-{t}1.png", s, t, d) for i, (d, (s, t)) in enumerate(zip(decisions, labels))]
+    trials = [Trial(f"{s}{i}-{t}1.png", s, t, d) for i, (d, (s, t)) in enumerate(zip(decisions, labels, strict=True))]
     result = shape_bias(trials, "sim")
     band = cue_conflict_intervals(decisions, labels)["shape_bias_ci"]
     paths = plot_shape_bias([result, result], tmp_path / "sb.png", intervals=[band, [float("nan")] * 2])

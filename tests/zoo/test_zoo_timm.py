@@ -25,7 +25,7 @@ def test_variant_reuses_base_pretrained_cfgs():
     base = timm.models.get_arch_pretrained_cfgs("resnet18")
     variant = timm.models.get_arch_pretrained_cfgs("resnet18_topk20")
     assert [k.split(".", 1)[1] for k in variant] == [k.split(".", 1)[1] for k in base]
-    for (_, b), (_, v) in zip(base.items(), variant.items()):
+    for (_, b), (_, v) in zip(base.items(), variant.items(), strict=True):
         assert (v.hf_hub_id, v.url, v.mean, v.std) == (b.hf_hub_id, b.url, b.mean, b.std)
         assert v.architecture == "resnet18_topk20"
 

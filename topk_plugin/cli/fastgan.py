@@ -14,7 +14,6 @@ from .._io import json_safe
 from .argtypes import bounded_float, positive_int
 from .integration import load_integration
 
-
 HELP = "train FastGAN with Top-K on a generator block, or sample from a checkpoint (paper 4.4)"
 
 

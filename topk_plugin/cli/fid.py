@@ -13,7 +13,6 @@ from .._io import json_safe
 from .argtypes import positive_int
 from .integration import load_integration
 
-
 HELP = "FID and KID of a generator checkpoint or image folder against real images (torch-fidelity)"
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from .._io import atomic_write_json, atomic_write_text, json_safe, staged_outputs
 from ..distributed import current
-from ..shape_bias.intervals import format_field
 from ..functional import FILLS
+from ..shape_bias.intervals import format_field
 from .argtypes import add_evaluation_options, check_fractions, pick_device, positive_int
 from .preflight import check_layers, dense_base
 

@@ -153,8 +153,8 @@ def _from_model(args) -> tuple[list[dict], list[ShapeBiasResult], list]:
 
 def _add_intervals(rows: list[dict], per_image: list, labels: list, seed: int) -> None:
     """Bootstrap intervals for every row and, when dense was evaluated, paired differences from it."""
-    dense = next((p for r, p in zip(rows, per_image) if r["op"] == "dense"), None)
-    for row, (decisions, hits) in zip(rows, per_image):
+    dense = next((p for r, p in zip(rows, per_image, strict=True) if r["op"] == "dense"), None)
+    for row, (decisions, hits) in zip(rows, per_image, strict=True):
         compare = dense is not None and row["op"] != "dense"
         row.update(cue_conflict_intervals(decisions, labels, dense[0] if compare else None, seed=seed))
         if hits is not None:
@@ -185,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
     if results is not None:
         # every file of the run at once, or none (see staged_outputs); paths as they will be, in out
         with staged_outputs(out) as stage:
-            for row, row_trials in zip(rows, trials):
+            for row, row_trials in zip(rows, trials, strict=True):
                 row["csv"] = str(out / write_trials(row_trials, row["name"], stage).name)
             plots = plot_shape_bias(results, stage / "shape_bias.png", humans=humans,
                                     title=f"{args.model}: shape bias", intervals=[r.get("shape_bias_ci") for r in rows])

@@ -58,7 +58,7 @@ VARIANTS = {"native": (), "portable": ("-DTOPK_PORTABLE",)}
 
 _lock = threading.Lock()
 _key_locks: dict[tuple, threading.Lock] = {}
-_builds: dict[tuple, "Build"] = {}
+_builds: dict[tuple, Build] = {}
 _unwritable: set[Path] = set()  # cache folders already reported as not writable
 _private: dict[str, Path] = {}  # this process' build folder when the cache is not writable
 

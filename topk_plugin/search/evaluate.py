@@ -73,9 +73,9 @@ class _Tally:
 
     def add(self, key, dataset, indices, logits):
         if isinstance(dataset, CueConflictDataset):
-            self.trials[key] += zip(indices.tolist(), cue_conflict_trials(dataset, indices, logits, "search"))
+            self.trials[key] += zip(indices.tolist(), cue_conflict_trials(dataset, indices, logits, "search"), strict=True)
         else:
-            self.hits[key] += zip(indices.tolist(), top1_hits(dataset, indices, logits))
+            self.hits[key] += zip(indices.tolist(), top1_hits(dataset, indices, logits), strict=True)
 
 
 def _scores(tallies: list[_Tally], key) -> Scores:

@@ -35,9 +35,9 @@ from ..shape_bias.dataset import CueConflictDataset
 from ..shape_bias.imagenet import ImageNetImages
 from ..shape_bias.intervals import cue_conflict_intervals, top1_intervals
 from .candidates import eligible_layers
+from .checkpoint import SearchCheckpoint
 from .evaluate import Scores, Setting, evaluate_settings
 from .front import best_within_budget, pareto_front
-from .checkpoint import SearchCheckpoint
 from .prefix import PrefixRunner, TraceError
 from .shifts import calibrate_settings
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 import torch
@@ -10,7 +10,7 @@ import torch
 __all__ = ["CATEGORIES", "category_indices", "category_wnids", "probabilities_to_16class", "decisions"]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _table() -> dict:
     return json.loads(resources.files(__package__).joinpath("data/imagenet_16class.json").read_text())
 
@@ -28,7 +28,7 @@ def category_wnids() -> dict[str, list[str]]:
     return {c: list(v) for c, v in _table()["wnids"].items()}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _index_matrix() -> torch.Tensor:
     """(1000, 16) matrix averaging each category's probabilities."""
     matrix = torch.zeros(1000, len(CATEGORIES), dtype=torch.float64)

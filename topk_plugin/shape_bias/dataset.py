@@ -123,7 +123,7 @@ class CueConflictDataset(Dataset):
 
 def stack(batch):
     """Collate that names the offending files when image sizes differ."""
-    images, indices = zip(*batch)
+    images, indices = zip(*batch, strict=True)
     if len({tuple(i.shape) for i in images}) > 1:
         raise CueConflictError(f"images of different sizes in one batch: {sorted({tuple(i.shape) for i in images})}")
     return torch.stack(images), torch.tensor(indices)

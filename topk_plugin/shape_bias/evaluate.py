@@ -75,7 +75,7 @@ def evaluate_model(
                     raise ValueError(
                         f"{name} returned shape {tuple(logits.shape)}; shape bias needs 1000 ImageNet logits"
                     )
-                trials += zip(indices.tolist(), cue_conflict_trials(dataset, indices, logits, name))
+                trials += zip(indices.tolist(), cue_conflict_trials(dataset, indices, logits, name), strict=True)
                 model_seconds += time.perf_counter() - got
                 bar.update(len(indices) * env.world)
         return trials, data_seconds, model_seconds
@@ -89,7 +89,7 @@ def evaluate_model(
 def cue_conflict_trials(dataset: CueConflictDataset, indices: torch.Tensor, logits: torch.Tensor, name: str) -> list[Trial]:
     """One ``Trial`` per image: its 16-class decision from 1000-class ``logits``."""
     trials = []
-    for index, decision in zip(indices.tolist(), decisions(logits.float().cpu())):
+    for index, decision in zip(indices.tolist(), decisions(logits.float().cpu()), strict=True):
         image, shape, texture = dataset.labels(index)
         trials.append(Trial(image, shape, texture, decision, name))
     return trials

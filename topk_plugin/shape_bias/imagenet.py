@@ -156,7 +156,7 @@ def evaluate_imagenet(
         with inference(model, channels_last, device), tqdm(total=len(dataset), desc=f"imagenet {name}", unit="img",
                                                     disable=not (progress and env.main)) as bar:
             for x, indices, _ in batches:
-                hits += zip(indices.tolist(), top1_hits(dataset, indices, model(x)))
+                hits += zip(indices.tolist(), top1_hits(dataset, indices, model(x)), strict=True)
                 bar.update(len(indices) * env.world)
         return hits
 

@@ -30,7 +30,7 @@ def conflict_counts(decisions, labels) -> tuple[np.ndarray, np.ndarray, np.ndarr
     decisions, labels = list(decisions), list(labels)
     if len(decisions) != len(labels):
         raise ValueError(f"{len(decisions)} decisions for {len(labels)} labelled images")
-    pairs = [(d, s, t) for d, (s, t) in zip(decisions, labels) if s != t]
+    pairs = [(d, s, t) for d, (s, t) in zip(decisions, labels, strict=True) if s != t]
     shape = np.array([d == s for d, s, _ in pairs], dtype=np.float64)
     texture = np.array([d == t for d, _, t in pairs], dtype=np.float64)
     return shape, texture, np.ones_like(shape)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .._paths import CACHE_ENV_VAR, cache_dir
+from .._paths import cache_dir
 from .dataset import CueConflictError, scan_cue_conflict
 
 __all__ = ["ENV_VAR", "RELEASE_URL", "cache_dir", "find_cue_conflict", "download_cue_conflict"]

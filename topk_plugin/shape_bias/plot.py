@@ -56,7 +56,7 @@ def plot_shape_bias(
     cmap = plt.get_cmap("viridis")
     bands = list(intervals) if intervals is not None else [None] * len(results)
     entries = ([(humans, HUMAN_COLOR, "D", None)] if humans else []) + [
-        (r, cmap(i / max(1, len(results) - 1) * 0.9), "o", band) for i, (r, band) in enumerate(zip(results, bands))
+        (r, cmap(i / max(1, len(results) - 1) * 0.9), "o", band) for i, (r, band) in enumerate(zip(results, bands, strict=True))
     ]
     for offset, (result, color, marker, band) in enumerate(entries):
         ys, xs = [], []

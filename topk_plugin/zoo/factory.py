@@ -14,12 +14,18 @@ import difflib
 import timm
 import torchvision
 
+from .hub import hub_endpoint, offline_unless_reachable
 from .names import VariantName, is_variant_name, parse_variant_name
 from .timm_registry import build_timm
 from .torchvision_registry import build_torchvision
-from .hub import hub_endpoint, offline_unless_reachable
-from .weights import (OFFLINE_SOURCES, WeightsFileError, WeightsUnavailableError, load_weights_file,
-                      offline_state_dict, state_dict_mismatch)
+from .weights import (
+    OFFLINE_SOURCES,
+    WeightsFileError,
+    WeightsUnavailableError,
+    load_weights_file,
+    offline_state_dict,
+    state_dict_mismatch,
+)
 
 __all__ = ["create_model", "resolve_source", "placement_of", "default_pretrained", "UnknownModelError"]
 

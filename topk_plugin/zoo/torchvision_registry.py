@@ -12,8 +12,8 @@ from __future__ import annotations
 import inspect
 
 import torchvision
-from packaging.version import Version
 from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 
 from .apply import apply_placement
 from .names import EAGER_PCTS, MODES, VariantName

@@ -182,7 +182,7 @@ def map_by_position(source: dict, target: dict, what: str = "weights") -> Ordere
     if len(source) != len(target):
         raise ValueError(f"{what}: {len(source)} tensors, but the model has {len(target)}")
     mapped = OrderedDict()
-    for (s_key, s_val), (t_key, t_val) in zip(source.items(), target.items()):
+    for (s_key, s_val), (t_key, t_val) in zip(source.items(), target.items(), strict=True):
         if tuple(s_val.shape) != tuple(t_val.shape):
             raise ValueError(
                 f"{what}: {s_key} {tuple(s_val.shape)} does not match {t_key} {tuple(t_val.shape)}"
