@@ -14,10 +14,12 @@ import difflib
 import timm
 import torchvision
 
+from ..placement_spec import load_placement
+from ..surgery import sparsify
 from .hub import hub_endpoint, offline_unless_reachable
 from .names import VariantName, is_variant_name, parse_variant_name
-from .timm_registry import build_timm
-from .torchvision_registry import build_torchvision
+from .timm_registry import build_timm, timm_placement
+from .torchvision_registry import build_torchvision, torchvision_placement
 from .weights import (
     OFFLINE_SOURCES,
     WeightsFileError,
@@ -138,9 +140,6 @@ def _apply_spec(model, placement, source: str, base: str):
 
     A spec found for another model is refused: layer names such as ``layer2`` exist in
     many models, so it would apply silently and mean something else."""
-    from ..placement_spec import load_placement
-    from ..surgery import sparsify
-
     spec = load_placement(placement)
     if spec.model is not None and spec.model.split(":", 1)[-1].partition(".")[0] != base:
         raise ValueError(
@@ -219,9 +218,6 @@ def placement_of(name: str, model=None, *, source: str | None = None):
     Registered bases return their stored placement; others apply their
     family's default rule to ``model`` (built with random init if not given).
     """
-    from .timm_registry import timm_placement
-    from .torchvision_registry import torchvision_placement
-
     plain, source = _split_prefix(name, source)
     arch = plain.partition(".")[0]
     base = parse_variant_name(arch).base if is_variant_name(arch) else arch
