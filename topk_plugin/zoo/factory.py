@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import os
+from typing import Any, Literal
 
 import timm
 import torchvision
+from torch import nn
 
-from ..placement_spec import load_placement
+from ..placement_spec import PlacementSpec, load_placement
 from ..surgery import sparsify
 from .hub import hub_endpoint, offline_unless_reachable
 from .names import VariantName, is_variant_name, parse_variant_name
@@ -82,14 +85,14 @@ def _offline_hint(name: str, base: str) -> str:
 
 def create_model(
     name: str,
-    pretrained=False,
-    weights_path=None,
+    pretrained: bool | Literal["offline"] = False,
+    weights_path: str | os.PathLike | None = None,
     *,
     weights_sha256: str | None = None,
     source: str | None = None,
-    placement=None,
-    **kwargs,
-):
+    placement: PlacementSpec | str | os.PathLike | None = None,
+    **kwargs: Any,
+) -> nn.Module:
     """Build ``<base>_topk<pct>[mean]`` for any timm or torchvision base.
 
     A plain base name (``"resnet18"``) builds the dense model with the same
@@ -108,7 +111,7 @@ def create_model(
         weights_sha256: expected sha256 (or its first >= 8 hex digits) of
             ``weights_path``.
         source: ``"timm"`` or ``"torchvision"``, like the name prefixes.
-        placement: a :class:`~topk_plugin.PlacementSpec` or its file's path
+        placement: a [PlacementSpec][topk_plugin.PlacementSpec] or its file's path
             (e.g. from ``topk-plugin search-placement``), applied to the plain
             base ``name`` instead of a ``_topk`` suffix's placement.
         **kwargs: passed to ``timm.create_model`` / the torchvision builder.
