@@ -35,16 +35,21 @@ def model_dtype(model: nn.Module) -> torch.dtype:
 @contextlib.contextmanager
 def kept_as_is(model: nn.Module):
     """Inside, ``model.to(...)`` (device, dtype, memory format) and ``model.train/eval`` are free;
-    after, even on error, the model holds the very tensors it had, in its former mode."""
-    params = [(m, name, p, p.data) for m in model.modules() for name, p in m._parameters.items() if p is not None]
+    after, even on error, the model holds the very tensors it had (parameters, their gradients,
+    buffers), in its former mode."""
+    params = [(m, name, p, p.data, p.grad, None if p.grad is None else p.grad.data)
+              for m in model.modules() for name, p in m._parameters.items() if p is not None]
     buffers = [(m, name, b) for m in model.modules() for name, b in m._buffers.items() if b is not None]
     modes = [(m, m.training) for m in model.modules()]
     try:
         yield model
     finally:
-        for m, name, p, data in params:
+        for m, name, p, data, grad, grad_data in params:
             m._parameters[name] = p
             p.data = data
+            if grad is not None:  # model.to() converts gradients too, in place
+                grad.data = grad_data
+            p.grad = grad
         for m, name, b in buffers:
             m._buffers[name] = b
         for m, training in modes:

@@ -139,3 +139,16 @@ def test_inputs_follow_the_models_dtype_and_the_model_comes_back_as_it_was(tmp_p
     assert {n: v[1:] for n, v in after.items()} == {n: v[1:] for n, v in before.items()}  # storage, dtype, format
     assert all(after[n][0] is before[n][0] for n in before)  # the very tensors
     assert model.training and all(m.training for m in model.modules())
+
+
+def test_an_evaluation_between_training_steps_leaves_parameters_and_gradients_as_they_were(tmp_path):
+    from topk_plugin.shape_bias.dataset import CueConflictDataset
+
+    model = TinyNet().train()
+    model(torch.randn(2, 3, 16, 16)).sum().backward()
+    grads = {name: (p.grad, p.grad.clone()) for name, p in model.named_parameters()}
+    evaluate_model(model, CueConflictDataset(make_set(tmp_path / "cc", per_category=1), per_category=1), workers=0,
+                   progress=False)
+    for name, p in model.named_parameters():
+        assert p.grad is grads[name][0] and torch.equal(p.grad, grads[name][1]), name
+        assert p.grad.is_contiguous() and p.is_contiguous(), name
