@@ -104,7 +104,7 @@ def test_shape_bias_two_processes_equal_one(inputs, tmp_path, capsys):
 
 def test_search_two_processes_equal_one_and_resume(inputs, tmp_path, capsys):
     args = ["search-placement", *_common(inputs), "--layers", "features.3", "features.6", "features.9",
-            "--topk", "0.5", "--beam", "2", "--budget", "100", "--fill", "zero", "shift", "--no-control"]
+            "--topk", "0.5", "--beam", "2", "--budget", "100", "--fill", "zero", "shift", "--no-control", "--shape-only"]
     assert main([*args, "--out", str(tmp_path / "one")]) == 0
     capsys.readouterr()
     run = _torchrun([*args, "--out", str(tmp_path / "two")])

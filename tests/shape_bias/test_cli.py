@@ -39,6 +39,7 @@ def test_model_mode_json_and_files(tiny_set, weights, tmp_path, capsys):
     assert sorted(p.name for p in out.glob("*.csv")) == [
         "cue-conflict_squeezenet1-1-topk50_session-1.csv",
         "cue-conflict_squeezenet1-1_session-1.csv",
+        "results.csv",
     ]
     assert json.loads((out / "summary.json").read_text())["results"][0]["name"] == dense["name"]
     assert (out / "shape_bias.png").stat().st_size > 0 and (out / "shape_bias.pdf").stat().st_size > 0
@@ -117,7 +118,7 @@ def test_imagenet_top1_and_random_control(tiny_set, weights, imagenet_dir, tmp_p
 
 def test_control_needs_a_model(capsys):
     assert main(["shape-bias", "--csv", "x.csv", "--control", "random"]) == 2
-    assert "--control need a model" in capsys.readouterr().err
+    assert "--control and --placement need a model" in capsys.readouterr().err
 
 
 def test_search_placement_command(tiny_set, weights, imagenet_dir, tmp_path, capsys):
@@ -149,7 +150,7 @@ def test_search_placement_command(tiny_set, weights, imagenet_dir, tmp_path, cap
     code = main(["search-placement", "--model", "tv:squeezenet1_1", "--weights", str(weights), "--data", str(tiny_set),
                  "--imagenet", str(imagenet_dir), "--layers", "features.3", "--topk", "0.5", "--budget", "100",
                  "--out", str(tmp_path / "all"), "--batch-size", "128", "--workers", "0", "--no-holdout",
-                 "--no-control"])
+                 "--no-control", "--shape-only"])
     assert code == 0
     table = capsys.readouterr().out
     assert "(all images;" in table and "held-out" not in table
@@ -162,7 +163,7 @@ def test_search_placement_over_fills(tiny_set, weights, imagenet_dir, tmp_path, 
     code = main(["search-placement", "--model", "tv:squeezenet1_1", "--weights", str(weights), "--data", str(tiny_set),
                  "--imagenet", str(imagenet_dir), "--layers", "features.3", "features.6", "--topk", "0.5",
                  "--max-layers", "1", "--fill", "zero", "shift", "--budget", "100", "--out", str(out),
-                 "--batch-size", "128", "--workers", "0", "--no-control"])
+                 "--batch-size", "128", "--workers", "0", "--no-control", "--shape-only"])
     assert code == 0
     table = capsys.readouterr().out
     decomposition = table.split("what Top-K removes")[1].splitlines()

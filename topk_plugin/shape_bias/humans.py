@@ -27,7 +27,7 @@ from .imagenames import image_id
 from .metrics import Trial
 from .mvh_csv import csv_dataset, read_trials
 
-__all__ = ["HumanTrials", "human_trials", "load_humans", "HUMANS_PATTERN", "by_observer"]
+__all__ = ["HumanTrials", "human_trials", "load_humans", "human_csv_files", "HUMANS_PATTERN", "by_observer"]
 
 HUMANS_PATTERN = "subject-*"
 
@@ -94,7 +94,7 @@ def human_trials(dataset: str, trials: list[Trial], sources=()) -> HumanTrials |
     return HumanTrials(dataset, subjects, ids, [first[i].shape for i in ids], correct, [str(p) for p in sources])
 
 
-def _csv_files(paths, dataset: str) -> list[Path]:
+def human_csv_files(paths, dataset: str) -> list[Path]:
     """The CSV files named, and those in the folders named or in their ``<dataset>/`` subfolder."""
     files = []
     for p in map(Path, paths):
@@ -114,7 +114,7 @@ def load_humans(dataset: str, sources: list[str | os.PathLike] | None = None) ->
 
     From ``sources`` only the CSVs of ``dataset`` count (:func:`.mvh_csv.csv_dataset`).
     """
-    files = embedded_humans(dataset) if sources is None else [f for f in _csv_files(sources, dataset)
+    files = embedded_humans(dataset) if sources is None else [f for f in human_csv_files(sources, dataset)
                                                                if csv_dataset(f) == dataset]
     trials = [t for f in files for t in read_trials(f, dataset)]
     return human_trials(dataset, trials, files) if trials else None

@@ -18,7 +18,7 @@ from .datasets import DATASETS, dataset_spec
 from .imagenames import category_of, experiment_tag
 from .metrics import Trial, labels_from_filename
 
-__all__ = ["COLUMNS", "csv_name", "read_trials", "write_trials", "csv_dataset"]
+__all__ = ["COLUMNS", "csv_name", "read_trials", "write_trials", "csv_dataset", "csv_observer"]
 
 COLUMNS = ["subj", "session", "trial", "rt", "object_response", "category", "condition", "imagename"]
 
@@ -54,6 +54,13 @@ def _dataset_of_image(imagename: str) -> str | None:
         return "cue-conflict"
     except ValueError:
         return None
+
+
+def csv_observer(path: str | os.PathLike) -> str:
+    """The observer part of a CSV's file name: ``edge-experiment_alexnet_session_1.csv`` -> ``alexnet``."""
+    stem = Path(path).stem.removesuffix("_session-1").removesuffix("_session_1")
+    prefixes = [p for ps in _PREFIXES.values() for p in ps if stem.startswith(p)]
+    return stem[len(max(prefixes, key=len)):] if prefixes else stem
 
 
 def csv_dataset(path: str | os.PathLike) -> str | None:
