@@ -133,7 +133,7 @@ def _csv_datasets(files: list[str], fallback: list[str]) -> dict[str, list[str]]
 
 def _from_csv(args) -> tuple[list[dict], list[dict]]:
     from ..shape_bias.mvh_csv import read_trials
-    from ..shape_bias.shape_only_scores import human_reference, trials_scores
+    from ..shape_bias.shape_only_scores import covers_humans, human_reference, trials_scores
 
     rows, human_rows = [], []
     grouped = _csv_datasets(args.csv, args.datasets)
@@ -143,7 +143,12 @@ def _from_csv(args) -> tuple[list[dict], list[dict]]:
         trials = [t for f in files for t in read_trials(f, dataset)]
         name = args.name or _csv_name(files)
         if dataset_spec(dataset).shape_only:
-            scores = trials_scores(trials, humans[dataset], seed=args.seed)
+            reference = humans[dataset]
+            if reference is not None and not covers_humans(trials, reference):
+                args.notes.append(f"{dataset}: the CSVs' observers do not each have one trial of every one of the "
+                                  f"humans' {len(reference.ids)} images, so no error consistency")
+                reference = None
+            scores = trials_scores(trials, reference, seed=args.seed)
             rows.append({"name": name, "dataset": dataset, "op": "csv", "topk": None, **scores,
                          "seconds": time.perf_counter() - start, "files": list(files)})
             if humans[dataset] is not None:
@@ -299,6 +304,7 @@ def run(args: argparse.Namespace) -> int:
     from ..shape_bias.shape_only_scores import human_reference
 
     out = Path(args.out)
+    args.notes = []
     check_names(args.datasets)
     if args.csv and args.limit_per_class:
         raise ValueError("--limit-per-class applies to --imagenet with a model, not to --csv files")
@@ -347,6 +353,8 @@ def run(args: argparse.Namespace) -> int:
             atomic_write_text(stage / "results.csv", results_csv(rows, human_rows))
             atomic_write_json(stage / "summary.json", summary)
         summary["plots"] = [str(out / Path(p).name) for p in plots]
+    if args.notes:
+        summary["notes"] = args.notes
     if args.json:
         print(json.dumps(json_safe(summary)))
         return 0
@@ -360,6 +368,8 @@ def run(args: argparse.Namespace) -> int:
         if missing:
             print(f"note: no human trials for {', '.join(missing)}, so no error consistency: pass --humans with "
                   "model-vs-human's raw-data/ folder")
+    for note in args.notes:
+        print(f"note: {note}")
     if results is not None:
         print(f"\nwrote {out}/ (CSVs, results.csv, summary.json, plots: "
               f"{', '.join(Path(p).name for p in summary['plots'] if p.endswith('.png'))})")

@@ -24,7 +24,7 @@ from .consistency import kappa, mean_consistency
 from .humans import HumanTrials, by_observer
 from .imagenames import image_id
 
-__all__ = ["setting_scores", "trials_scores", "human_reference"]
+__all__ = ["setting_scores", "trials_scores", "human_reference", "covers_humans"]
 
 
 def _accuracy(correct: np.ndarray, dense: np.ndarray | None, seed: int) -> dict:
@@ -106,6 +106,15 @@ def trials_scores(trials, humans: HumanTrials | None = None, *, seed: int = 0) -
         out.update(_consistency(correct, humans, same=same, seed=seed))
         out["observers"] = len(names)
     return out
+
+
+def covers_humans(trials, humans: HumanTrials) -> bool:
+    """Whether every observer in ``trials`` has one trial of each of the humans' images (error consistency needs it)."""
+    want = set(humans.ids)
+    try:
+        return all(set(seen) == want for seen in by_observer(trials).values())
+    except ValueError:  # two trials of one image
+        return False
 
 
 def human_reference(humans: HumanTrials, *, seed: int = 0) -> dict:
