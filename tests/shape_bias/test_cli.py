@@ -121,16 +121,35 @@ def test_control_needs_a_model(capsys):
     assert "--control and --placement need a model" in capsys.readouterr().err
 
 
-def test_search_placement_command(tiny_set, weights, imagenet_dir, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def tiny_edge(tmp_path_factory):
+    from .test_shape_only import make_shape_only
+
+    return make_shape_only(tmp_path_factory.mktemp("so") / "edge", "edge", size=32)
+
+
+def test_search_placement_command(tiny_set, tiny_edge, weights, imagenet_dir, tmp_path, capsys):
+    import csv
+
     import topk_plugin
 
     out = tmp_path / "search"
     code = main(["search-placement", "--model", "tv:squeezenet1_1", "--weights", str(weights), "--data", str(tiny_set),
-                 "--imagenet", str(imagenet_dir), "--layers", "features.3", "features.6", "features.9",
+                 str(tiny_edge), "--imagenet", str(imagenet_dir), "--layers", "features.3", "features.6", "features.9",
                  "--topk", "0.5", "--beam", "2", "--budget", "100", "--out", str(out), "--batch-size", "128",
-                 "--workers", "0", "--json"])
+                 "--workers", "0", "--shape-only", "edge", "--json"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
+    # the shape-only report: dense, front and best on edge (given by --data), with the shipped humans
+    assert summary["shape_only"]["edge"]["root"] == str(tiny_edge.resolve())
+    assert summary["shape_only"]["edge"]["humans"]["n_subjects"] == 10
+    for row in [summary["dense"], summary["best"], *summary["front"]]:
+        edge = row["shape_only"]["edge"]
+        assert edge["n_images"] == 160 and "error_consistency_ci" in edge
+        assert ("delta_accuracy" in edge) == (row is not summary["dense"])
+    table = list(csv.DictReader((out / "evaluated.csv").open()))
+    assert table[0]["edge_accuracy"] == str(summary["dense"]["shape_only"]["edge"]["accuracy"])
+    assert (out / "shape_only.png").stat().st_size > 0
     assert summary["candidates"] == ["features.3", "features.6", "features.9"]
     assert len(summary["evaluated"]) == 3 + 1  # three singles, one pair of the two best
     assert {"shape_bias", "shape_or_texture", "imagenet_top1"} <= set(summary["dense"])

@@ -170,3 +170,18 @@ def test_sketch_without_its_folder_says_where_to_get_it(offline, tmp_path, capsy
     assert "sketch stimuli not found" in err and "--data" in err and "TOPK_PLUGIN_SKETCH" in err
     assert offline == ["https://github.com/bethgelab/model-vs-human/releases/download/v0.1/sketch.tar.gz"]
     assert not (tmp_path / "out").exists()
+
+
+def test_search_reports_the_shape_only_sets_present(offline, tmp_path, monkeypatch):
+    """Without --shape-only: edge and silhouette (shipped), and sketch/stylized only where they are already."""
+    import argparse
+
+    from topk_plugin.cli.search_placement import _shape_only
+
+    default = argparse.Namespace(shape_only=None)
+    assert _shape_only(default, {}) == {"edge": None, "silhouette": None}
+    monkeypatch.setenv("TOPK_PLUGIN_SKETCH", str(tmp_path / "sk"))
+    assert _shape_only(default, {"stylized": tmp_path / "st"}) == {
+        "edge": None, "silhouette": None, "sketch": None, "stylized": tmp_path / "st"}
+    assert _shape_only(argparse.Namespace(shape_only=[]), {}) == {}
+    assert offline == []  # looking never downloads
