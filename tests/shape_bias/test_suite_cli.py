@@ -111,8 +111,19 @@ def test_placements_controls_and_every_dataset(offline, weights, tmp_path, capsy
     assert "error_consistency" in rows[4] and "error_consistency" not in rows[5]  # no sketch humans given
     assert [h["dataset"] for h in summary["humans"]] == ["silhouette"]
     assert (out / "sketch_squeezenet1-1-mine-random_session-1.csv").exists()
+    assert rows[0]["layers"] is None and rows[6]["layers"] == mine["layers"]
     assert {Path(p).name for p in summary["plots"]} >= {"shape_bias.png", "shape_only.png"}
     assert offline == []
+
+
+def test_a_placement_for_another_model_is_refused_before_any_work(weights, tmp_path, capsys):
+    spec = tmp_path / "lite0.json"
+    spec.write_text(json.dumps({"format": "topk-plugin.placement", "version": 1, "op": "topk",
+                                "layers": {"blocks.6.0": 0.2}, "options": {}}))
+    assert main(["shape-bias", "--model", "tv:squeezenet1_1", "--weights", str(weights), "--datasets", "edge",
+                 "--placement", str(spec), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "--placement lite0: tv:squeezenet1_1 has no layer blocks.6.0" in err and "edge " not in err  # no progress
 
 
 def test_csv_scoring_of_every_dataset(shared_dir, capsys):

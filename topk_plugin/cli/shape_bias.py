@@ -232,8 +232,15 @@ def _from_model(args, stimuli: dict, humans: dict):
     layers, channel_dim = placement(args.model, model, args.layers)
     progress = not args.json or sys.stderr.isatty()
     plain = args.model.split(":", 1)[-1]
+    settings = _settings(args, plain)
+    modules = dict(model.named_modules())
+    for setting in settings:  # before any work: a spec for another model names layers this one lacks
+        missing = [layer for layer in (setting["spec"].layers if "spec" in setting else ()) if layer not in modules]
+        if missing:
+            raise ValueError(f"--placement {setting['name'].removeprefix(plain + '_')}: {args.model} has no layer "
+                             f"{', '.join(missing)} (is the spec for another model?)")
     runs = []  # per setting: (setting, {dataset: Evaluation}, ImageNet hits, top-1 seconds)
-    for setting in _settings(args, plain):
+    for setting in settings:
         evaluations, hits, top1, seconds = {}, None, None, 0.0
         with _context(model, setting, layers, channel_dim, args.seed):  # one context: a random-K stream runs on
             for name, data in stimuli.items():
@@ -254,7 +261,7 @@ def _rows(runs, stimuli: dict, humans: dict, layers, seed: int):
     rows, trials, results = [], [], []
     for setting, evaluations, hits, top1, top1_seconds in runs:
         compare = dense is not None and setting["op"] != "dense"
-        described = {"op": setting["op"], "topk": None if setting["op"] == "dense" else setting["topk"]}
+        described = {"op": setting["op"], "topk": None if setting["op"] == "dense" else setting["topk"], "layers": None}
         if setting["op"] != "dense":
             spec = setting.get("spec")
             described["layers"] = list(layers) if spec is None else list(spec.layers)
