@@ -30,6 +30,14 @@ Typical use::
                  weights_path="squeezenet1_1.pth")
     results = mvh.evaluate(["squeezenet11_dense"], batch_size=32, num_workers=2)
     mvh.plot_shape_bias(["squeezenet11_dense"])
+    edge = mvh.evaluate(["squeezenet11_dense"], dataset="edge")  # accuracy, error consistency
+
+The shape-only datasets (``edge``, ``silhouette``, ``sketch``, ``stylized``)
+are evaluated the same way; model-vs-human reads them from
+``$MODELVSHUMANDIR/datasets/<name>`` (edge and silhouette ship with
+topk_plugin: link ``topk_plugin.shape_bias.embedded.embedded_dataset("edge")``
+there) and the results are our accuracy and error consistency with its human
+subjects.
 """
 from __future__ import annotations
 
@@ -50,8 +58,12 @@ import torch
 from torch import nn
 
 from topk_plugin.shape_bias.batches import IMAGENET_MEAN, IMAGENET_STD, model_normalization
+from topk_plugin.shape_bias.datasets import dataset_spec
+from topk_plugin.shape_bias.embedded import embedded_dataset
+from topk_plugin.shape_bias.humans import load_humans
 from topk_plugin.shape_bias.metrics import ShapeBiasResult, shape_bias
 from topk_plugin.shape_bias.mvh_csv import csv_name, read_trials
+from topk_plugin.shape_bias.shape_only_scores import trials_scores
 from topk_plugin.zoo.weights import load_weights_file
 
 __all__ = [
@@ -72,7 +84,7 @@ __all__ = [
     "check_mvh_dir",
 ]
 
-DATASET = "cue-conflict"
+DATASET = "cue-conflict"  # the default dataset, and the one the shape-bias figures use
 FRAMEWORK = "pytorch"
 
 INSTALL_HINT = (
@@ -119,10 +131,12 @@ def check_mvh_dir(mvh_dir: str | os.PathLike | None = None, *, dataset: str | No
         needed += [root / "raw-data" / DATASET, root / "figures", root / "assets" / "icons"]
     missing = [str(p) for p in needed if not p.exists()]
     if missing:
+        name = dataset or DATASET
+        shipped = embedded_dataset(name)
+        source = shipped if shipped is not None else f"/path/to/{name}"
         raise ModelVsHumanError(
             f"model-vs-human directory {root} is incomplete; missing: {', '.join(missing)}.\n"
-            "For cue-conflict, link the stimuli there, e.g. "
-            f"`ln -s /path/to/cue-conflict {root / 'datasets' / DATASET}`.\n" + INSTALL_HINT
+            f"For {name}, link the stimuli there, e.g. `ln -s {source} {root / 'datasets' / name}`.\n" + INSTALL_HINT
         )
     return root
 
@@ -412,23 +426,34 @@ class _Renormalize(nn.Module):
 # Evaluation and our metrics from its CSVs
 
 
-def csv_path(name: str, raw_data_dir: str | os.PathLike | None = None) -> Path:
-    """Where model-vs-human writes ``name``'s cue-conflict CSV."""
+def csv_path(name: str, raw_data_dir: str | os.PathLike | None = None, dataset: str = DATASET) -> Path:
+    """Where model-vs-human writes ``name``'s CSV of ``dataset``."""
     base = Path(raw_data_dir) if raw_data_dir is not None else _mvh_root() / "raw-data"
-    return base / DATASET / csv_name(name)
+    return base / dataset / csv_name(name, dataset)
 
 
-def results_from_csvs(names: Iterable[str], raw_data_dir: str | os.PathLike | None = None) -> dict[str, ShapeBiasResult]:
-    """Our metrics (SPEC section 3) from model-vs-human's CSVs, one per name.
+def results_from_csvs(names: Iterable[str], raw_data_dir: str | os.PathLike | None = None,
+                      dataset: str = DATASET) -> dict[str, ShapeBiasResult | dict]:
+    """Our metrics (SPEC section 3) from model-vs-human's CSVs of ``dataset``, one per name.
 
-    ``raw_data_dir`` defaults to the imported model-vs-human's ``raw-data``.
+    On cue-conflict a ``ShapeBiasResult``; on a shape-only dataset a dict with
+    16-class ``accuracy`` and, against the human subjects (model-vs-human's
+    ``raw-data/<dataset>``, else the copies shipped for edge and silhouette),
+    ``error_consistency``, each with its ``_ci``. ``raw_data_dir`` defaults to
+    the imported model-vs-human's ``raw-data``.
     """
+    spec = dataset_spec(dataset)
+    humans = None
+    if spec.shape_only:
+        base = Path(raw_data_dir) if raw_data_dir is not None else _mvh_root() / "raw-data"
+        humans = (load_humans(dataset, [base / dataset]) if (base / dataset).is_dir() else None) or load_humans(dataset)
     results = {}
     for name in names:
-        path = csv_path(name, raw_data_dir)
+        path = csv_path(name, raw_data_dir, dataset)
         if not path.is_file():
             raise FileNotFoundError(f"no model-vs-human CSV for {name!r} at {path} (evaluate it first)")
-        results[name] = shape_bias(read_trials(path), name)
+        trials = read_trials(path, dataset)
+        results[name] = trials_scores(trials, humans) if spec.shape_only else shape_bias(trials, name)
     return results
 
 
@@ -452,11 +477,12 @@ def evaluate(
     num_workers: int = 2,
     mvh_dir: str | os.PathLike | None = None,
     threads: int | None = None,
-) -> dict[str, ShapeBiasResult]:
-    """Run ``modelvshuman.Evaluate`` on cue-conflict and score the CSVs it wrote.
+    dataset: str = DATASET,
+) -> dict[str, ShapeBiasResult | dict]:
+    """Run ``modelvshuman.Evaluate`` on ``dataset`` and score the CSVs it wrote (:func:`results_from_csvs`).
 
     ``names`` are model-vs-human model names (ours from :func:`register`, or
-    its own). The CSVs land in ``$MODELVSHUMANDIR/raw-data/cue-conflict/``,
+    its own). The CSVs land in ``$MODELVSHUMANDIR/raw-data/<dataset>/``,
     where its plots find them. ``threads`` sets torch's thread count during the
     run: on few cores, 1 is much faster because its DataLoader workers compete
     with torch's threads (SPEC section 3).
@@ -466,16 +492,18 @@ def evaluate(
         raise ValueError("no model names to evaluate")
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate names: {names}")
+    dataset_spec(dataset)
     root = _bind(mvh_dir)
-    check_mvh_dir(root, dataset=DATASET)
+    check_mvh_dir(root, dataset=dataset)
     mvh = _import("modelvshuman")
     started = time.time()
     with _torch_threads(threads):
-        mvh.Evaluate()(names, [DATASET], batch_size=batch_size, num_workers=num_workers, print_predictions=True)
-    stale = [n for n in names if not csv_path(n).is_file() or csv_path(n).stat().st_mtime < started - 1]
+        mvh.Evaluate()(names, [dataset], batch_size=batch_size, num_workers=num_workers, print_predictions=True)
+    paths = {n: csv_path(n, dataset=dataset) for n in names}
+    stale = [n for n, p in paths.items() if not p.is_file() or p.stat().st_mtime < started - 1]
     if stale:
-        raise ModelVsHumanError(f"model-vs-human did not write a fresh CSV for {stale} under {root / 'raw-data' / DATASET}")
-    return results_from_csvs(names)
+        raise ModelVsHumanError(f"model-vs-human did not write a fresh CSV for {stale} under {root / 'raw-data' / dataset}")
+    return results_from_csvs(names, dataset=dataset)
 
 
 # --------------------------------------------------------------------------------------

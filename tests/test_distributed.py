@@ -102,9 +102,28 @@ def test_shape_bias_two_processes_equal_one(inputs, tmp_path, capsys):
         assert (tmp_path / "two" / name).read_text() == (tmp_path / "one" / name).read_text()
 
 
+def test_shape_only_accuracy_two_processes_equal_one(shared_dir, tmp_path, capsys):
+    """Dense SqueezeNet 1.1 (real weights) on the shipped edge and silhouette sets: the same accuracy, error
+    consistency, intervals and per-image decisions under torchrun as in one process."""
+    weights = shared_dir / "weights" / "squeezenet1_1_imagenet_torchvision_norm.pth"
+    args = ["shape-bias", "--model", "tv:squeezenet1_1", "--weights", str(weights), "--datasets", "edge", "silhouette",
+            "--topk", "0", "--batch-size", "64", "--workers", "0"]
+    assert main([*args, "--out", str(tmp_path / "one"), "--json"]) == 0
+    one = json.loads(capsys.readouterr().out)
+    run = _torchrun([*args, "--out", str(tmp_path / "two"), "--json"])
+    assert run.returncode == 0, run.stderr[-3000:]
+    two = json.loads(run.stdout)
+    assert [r["dataset"] for r in one["results"]] == ["edge", "silhouette"]
+    assert all(0.0625 < r["accuracy"] < 1 for r in one["results"])  # a working network, above chance
+    assert [_without(r, "seconds", "csv") for r in two["results"]] == [_without(r, "seconds", "csv") for r in one["results"]]
+    assert two["humans"] == one["humans"]
+    for name in ("edge_squeezenet1-1_session-1.csv", "silhouette_squeezenet1-1_session-1.csv"):
+        assert (tmp_path / "two" / name).read_text() == (tmp_path / "one" / name).read_text()
+
+
 def test_search_two_processes_equal_one_and_resume(inputs, tmp_path, capsys):
     args = ["search-placement", *_common(inputs), "--layers", "features.3", "features.6", "features.9",
-            "--topk", "0.5", "--beam", "2", "--budget", "100", "--fill", "zero", "shift", "--no-control"]
+            "--topk", "0.5", "--beam", "2", "--budget", "100", "--fill", "zero", "shift", "--no-control", "--shape-only"]
     assert main([*args, "--out", str(tmp_path / "one")]) == 0
     capsys.readouterr()
     run = _torchrun([*args, "--out", str(tmp_path / "two")])

@@ -1,4 +1,8 @@
 """Packaging: every package folder is installed, integrations map into topk_plugin."""
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import tomllib
@@ -30,3 +34,25 @@ def test_core_never_imports_integrations():
                 if not (lazy_ok and line[:1].isspace()):
                     offenders.append(f"{path.relative_to(ROOT)}:{number}")
     assert not offenders
+
+
+def test_the_wheel_ships_the_shape_only_data(tmp_path):
+    """edge and silhouette (160 PNGs each), their human trials (10 CSVs each), the licence and the attribution."""
+    src = tmp_path / "src"  # a copy, so the build leaves nothing in the checkout
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    for name in ("topk_plugin", "integrations"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                           "-w", str(tmp_path), str(src)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    names = set(zipfile.ZipFile(next(tmp_path.glob("topk_plugin-*.whl"))).namelist())
+    data = "topk_plugin/shape_bias/data/"
+    shipped = {p.relative_to(ROOT / "topk_plugin/shape_bias/data").as_posix()
+               for p in (ROOT / "topk_plugin/shape_bias/data").rglob("*") if p.is_file()}
+    assert {n.removeprefix(data) for n in names if n.startswith(data)} == shipped
+    for dataset in ("edge", "silhouette"):
+        assert sum(n.startswith(f"{data}{dataset}/") and n.endswith(".png") for n in names) == 160
+        assert sum(n.startswith(f"{data}humans/{dataset}/") and n.endswith(".csv") for n in names) == 10
+    assert {f"{data}LICENSE-CC-BY-4.0.txt", f"{data}ATTRIBUTION.md", f"{data}imagenet_16class.json"} <= names

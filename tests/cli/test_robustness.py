@@ -236,7 +236,7 @@ def finished_search(cue, imagenet, weights, tmp_path_factory):
     out = tmp_path_factory.mktemp("search") / "out"
     args = ["search-placement", "--model", MODEL, "--weights", str(weights["good"]), "--data", str(cue),
             "--imagenet", str(imagenet), "--layers", "features.3", "--topk", "0.5", "--max-layers", "1",
-            "--budget", "100", "--no-holdout", "--no-control", *FAST, "--json"]
+            "--budget", "100", "--no-holdout", "--no-control", "--shape-only", *FAST, "--json"]
     assert main([*args, "--out", str(out)]) == 0
     return out, args
 
@@ -436,7 +436,7 @@ def test_ctrl_c_says_how_to_resume(cue, imagenet, weights, tmp_path):
     out = tmp_path / "out"
     args = ["search-placement", "--model", MODEL, "--weights", weights["good"], "--data", cue, "--imagenet", imagenet,
             "--layers", "features.3", "--topk", "0.5", "--max-layers", "1", "--budget", "100", "--no-holdout",
-            "--no-control", "--batch-size", "128", "--workers", "2", "--json", "--out", out]
+            "--no-control", "--shape-only", "--batch-size", "128", "--workers", "2", "--json", "--out", out]
     script = tmp_path / "ctrl_c.py"
     script.write_text(CTRL_C)
     cut = subprocess.run([sys.executable, script, tmp_path / "fired", *map(str, args)], capture_output=True, text=True,

@@ -362,6 +362,128 @@ def test_cannot_switch_directories_after_import(fake_mvh, tmp_path_factory):
 
 
 # ---------------------------------------------------------------------------------------
+# The shape-only datasets through model-vs-human's own evaluation path
+
+
+class FaithfulEvaluate:
+    """model-vs-human's evaluation of a PyTorch model on one of its datasets, as read in bethgelab/model-vs-human
+    at 2921634 (``model_evaluator``, ``datasets/{base,dataloaders,info_mappings,decision_mappings}``,
+    ``evaluation/evaluate.ResultPrinter``), on the real images:
+
+    * ``ImageFolder`` over ``datasets/<name>`` (``datasets/<name>/dnn`` for the session sets), unshuffled;
+      224 px images get ``ToTensor`` and ``Normalize`` with ImageNet's mean/std, no resize or crop;
+    * ``softmax(forward_batch(images))``, then the 16 categories ranked by the MEAN probability over each
+      category's ImageNet indices (numpy ``argsort``, flipped); the decision is the first;
+    * one CSV ``<name>_<model, _ as ->_<session>.csv`` with ``[model, session number, trial, NaN, decision,
+      category, condition, image name]``; the category is the folder (``ImageNetInfoMapping``) or the image
+      name's 5th ``_`` field (``InfoMappingWithSessions``, whose condition is the 4th).
+    """
+
+    def __init__(self, root, load_model):
+        self.root, self.load_model = root, load_model
+
+    def __call__(self, models, dataset_names, *args, batch_size, num_workers, print_predictions):
+        import torchvision
+        from torchvision import transforms
+
+        from topk_plugin.shape_bias.categories import CATEGORIES, category_indices
+
+        assert print_predictions is True
+        transform = transforms.Compose([transforms.ToTensor(),
+                                        transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])])
+        for dataset in dataset_names:
+            sessions = dataset in ("sketch", "stylized")
+            folder = torchvision.datasets.ImageFolder(str(self.root / "datasets" / dataset / ("dnn" if sessions else "")),
+                                                      transform)
+            loader = torch.utils.data.DataLoader(folder, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+            for name in models:
+                model, _ = self.load_model(name)
+                rows, seen = [], 0
+                with torch.no_grad():
+                    for images, _ in loader:
+                        probabilities = model.softmax(model.forward_batch(images))
+                        aggregated = np.transpose([np.mean(np.take(probabilities, category_indices()[c], axis=-1), axis=-1)
+                                                   for c in sorted(CATEGORIES)])
+                        ranked = np.take(sorted(CATEGORIES), np.flip(np.argsort(aggregated, axis=-1), axis=-1), axis=-1)
+                        for response, (path, _) in zip(ranked, folder.imgs[seen:seen + len(images)], strict=True):
+                            parts = Path(path).parts
+                            image = parts[-1]
+                            category = image.split("_")[4] if sessions else parts[-2]
+                            condition = image.split("_")[3] if sessions else "NaN"
+                            rows.append([name, "1", len(rows) + 1, "NaN", response[0], category, condition, image])
+                        seen += len(images)
+                out = self.root / "raw-data" / dataset / f"{dataset}_{name.replace('_', '-')}_session-1.csv"
+                out.parent.mkdir(parents=True, exist_ok=True)
+                with open(out, "w", newline="") as f:
+                    csv.writer(f).writerows([["subj", "session", "trial", "rt", "object_response", "category",
+                                              "condition", "imagename"], *rows])
+
+
+class Mixing(nn.Module):
+    """A small 1000-class net whose 16-class decision varies from image to image: its head mixes pooled
+    features, standardised over a few stimuli (:meth:`standardise`), into the 16 categories' ImageNet indices."""
+
+    def __init__(self):
+        super().__init__()
+        from topk_plugin.shape_bias.categories import category_indices
+
+        torch.manual_seed(3)
+        self.features = nn.Sequential(nn.Conv2d(3, 16, 7, stride=4), nn.ReLU(), nn.Conv2d(16, 16, 3, stride=2),
+                                      nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(16, 1000)
+        self.register_buffer("mean", torch.zeros(16))
+        self.register_buffer("std", torch.ones(16))
+        with torch.no_grad():
+            self.fc.weight.zero_()
+            self.fc.bias.zero_()
+            mixing = torch.randn(16, 16, generator=torch.Generator().manual_seed(4)) * 5
+            for j, indices in enumerate(category_indices().values()):
+                self.fc.weight[indices] = mixing[j]
+
+    def standardise(self, data, every: int = 5):
+        """Centre and scale the features (as they are now, Top-K included) on every ``every``-th stimulus."""
+        pixels = torch.stack([data[i][0] for i in range(0, len(data), every)]).float() / 255
+        x = (pixels - torch.tensor(mvh._IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(mvh._IMAGENET_STD).view(1, 3, 1, 1)
+        with torch.no_grad():
+            features = self.features(x)
+            self.mean.copy_(features.mean(0))
+            self.std.copy_(features.std(0) + 1e-6)
+        return self
+
+    def forward(self, x):
+        return self.fc((self.features(x) - self.mean) / self.std)
+
+
+@pytest.mark.parametrize("dataset", ["edge", "silhouette"])
+def test_model_vs_humans_evaluation_gives_our_decisions(fake_mvh, dataset):
+    """A registered Top-K entry, evaluated by (a faithful stand-in of) model-vs-human's Evaluate on the shipped
+    stimuli, decides every image as our native evaluator does; its CSV scores to the same accuracy."""
+    import topk_plugin
+    from topk_plugin.shape_bias.embedded import embedded_dataset
+    from topk_plugin.shape_bias.evaluate import evaluate_model
+    from topk_plugin.shape_bias.mvh_csv import read_trials
+    from topk_plugin.shape_bias.shape_only import ShapeOnlyDataset
+
+    (fake_mvh.root / "datasets" / dataset).symlink_to(embedded_dataset(dataset))
+    sys.modules["modelvshuman"].Evaluate = lambda: FaithfulEvaluate(fake_mvh.root, fake_mvh.load_model)
+    data = ShapeOnlyDataset(embedded_dataset(dataset), dataset)
+    model = topk_plugin.sparsify(Mixing(), ["features.1"], 0.2).eval().standardise(data)
+    mvh.register("mixing_topk20", model)
+    result = mvh.evaluate(["mixing_topk20"], dataset=dataset, batch_size=48, num_workers=0)["mixing_topk20"]
+    theirs = {t.image: t.decision for t in read_trials(mvh.csv_path("mixing_topk20", dataset=dataset), dataset)}
+    native = evaluate_model(model, data, batch_size=32, workers=0, progress=False)
+    assert theirs == {t.image: t.decision for t in native.trials}
+    assert len(theirs) == 160 and len(set(theirs.values())) >= 4  # decisions that depend on the image
+    assert result["accuracy"] == native.accuracy and result["n_subjects"] == 10
+    assert -1 <= result["error_consistency"] <= 1
+
+
+def test_shape_only_dataset_missing_from_model_vs_human_says_how_to_link_it(fake_mvh):
+    with pytest.raises(mvh.ModelVsHumanError, match=r"ln -s .*topk_plugin/shape_bias/data/edge .*datasets/edge"):
+        mvh.evaluate(["tiny_a"], dataset="edge")
+
+
+# ---------------------------------------------------------------------------------------
 # Errors when model-vs-human is missing
 
 
@@ -557,6 +679,30 @@ def test_real_plotting_definition(real_mvh):
     makers = mvh.plotting_definition(["tiny_net"])(df)
     assert all(isinstance(m, DecisionMaker) for m in makers)
     assert [m.decision_makers for m in makers] == [["tiny_net"], ["subject-01", "subject-02"]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset", ["edge", "silhouette"])
+def test_real_evaluate_on_shape_only_sets_matches_native_evaluator(real_mvh, dataset):
+    """model-vs-human's own Evaluate on its edge/silhouette folders decides as our native evaluator, image by image."""
+    import topk_plugin
+    from topk_plugin.shape_bias.evaluate import evaluate_model
+    from topk_plugin.shape_bias.mvh_csv import read_trials
+    from topk_plugin.shape_bias.shape_only import ShapeOnlyDataset
+
+    if not (real_mvh / "datasets" / dataset).is_dir():
+        pytest.skip(f"{real_mvh / 'datasets' / dataset} is missing (link topk_plugin's shipped copy there)")
+    data = ShapeOnlyDataset(real_mvh / "datasets" / dataset, dataset)
+    model = topk_plugin.sparsify(Mixing(), ["features.1"], 0.2).eval().standardise(data)
+    name = f"topk_test_mixing_{dataset}"
+    mvh.register(name, model)
+    result = mvh.evaluate([name], dataset=dataset, batch_size=64, num_workers=2, threads=1)[name]
+    native = evaluate_model(model, data, progress=False)
+    theirs = {t.image: t.decision for t in read_trials(mvh.csv_path(name, dataset=dataset), dataset)}
+    assert theirs == {t.image: t.decision for t in native.trials}
+    assert result["accuracy"] == native.accuracy
+    mvh.csv_path(name, dataset=dataset).unlink()
+    (real_mvh / "raw-data" / "performances" / f"{name}.csv").unlink(missing_ok=True)
 
 
 @pytest.mark.slow

@@ -39,6 +39,7 @@ def test_model_mode_json_and_files(tiny_set, weights, tmp_path, capsys):
     assert sorted(p.name for p in out.glob("*.csv")) == [
         "cue-conflict_squeezenet1-1-topk50_session-1.csv",
         "cue-conflict_squeezenet1-1_session-1.csv",
+        "results.csv",
     ]
     assert json.loads((out / "summary.json").read_text())["results"][0]["name"] == dense["name"]
     assert (out / "shape_bias.png").stat().st_size > 0 and (out / "shape_bias.pdf").stat().st_size > 0
@@ -117,19 +118,38 @@ def test_imagenet_top1_and_random_control(tiny_set, weights, imagenet_dir, tmp_p
 
 def test_control_needs_a_model(capsys):
     assert main(["shape-bias", "--csv", "x.csv", "--control", "random"]) == 2
-    assert "--control need a model" in capsys.readouterr().err
+    assert "--control and --placement need a model" in capsys.readouterr().err
 
 
-def test_search_placement_command(tiny_set, weights, imagenet_dir, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def tiny_edge(tmp_path_factory):
+    from .test_shape_only import make_shape_only
+
+    return make_shape_only(tmp_path_factory.mktemp("so") / "edge", "edge", size=32)
+
+
+def test_search_placement_command(tiny_set, tiny_edge, weights, imagenet_dir, tmp_path, capsys):
+    import csv
+
     import topk_plugin
 
     out = tmp_path / "search"
     code = main(["search-placement", "--model", "tv:squeezenet1_1", "--weights", str(weights), "--data", str(tiny_set),
-                 "--imagenet", str(imagenet_dir), "--layers", "features.3", "features.6", "features.9",
+                 str(tiny_edge), "--imagenet", str(imagenet_dir), "--layers", "features.3", "features.6", "features.9",
                  "--topk", "0.5", "--beam", "2", "--budget", "100", "--out", str(out), "--batch-size", "128",
-                 "--workers", "0", "--json"])
+                 "--workers", "0", "--shape-only", "edge", "--json"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
+    # the shape-only report: dense, front and best on edge (given by --data), with the shipped humans
+    assert summary["shape_only"]["edge"]["root"] == str(tiny_edge.resolve())
+    assert summary["shape_only"]["edge"]["humans"]["n_subjects"] == 10
+    for row in [summary["dense"], summary["best"], *summary["front"]]:
+        edge = row["shape_only"]["edge"]
+        assert edge["n_images"] == 160 and "error_consistency_ci" in edge
+        assert ("delta_accuracy" in edge) == (row is not summary["dense"])
+    table = list(csv.DictReader((out / "evaluated.csv").open()))
+    assert table[0]["edge_accuracy"] == str(summary["dense"]["shape_only"]["edge"]["accuracy"])
+    assert (out / "shape_only.png").stat().st_size > 0
     assert summary["candidates"] == ["features.3", "features.6", "features.9"]
     assert len(summary["evaluated"]) == 3 + 1  # three singles, one pair of the two best
     assert {"shape_bias", "shape_or_texture", "imagenet_top1"} <= set(summary["dense"])
@@ -149,7 +169,7 @@ def test_search_placement_command(tiny_set, weights, imagenet_dir, tmp_path, cap
     code = main(["search-placement", "--model", "tv:squeezenet1_1", "--weights", str(weights), "--data", str(tiny_set),
                  "--imagenet", str(imagenet_dir), "--layers", "features.3", "--topk", "0.5", "--budget", "100",
                  "--out", str(tmp_path / "all"), "--batch-size", "128", "--workers", "0", "--no-holdout",
-                 "--no-control"])
+                 "--no-control", "--shape-only"])
     assert code == 0
     table = capsys.readouterr().out
     assert "(all images;" in table and "held-out" not in table
@@ -162,7 +182,7 @@ def test_search_placement_over_fills(tiny_set, weights, imagenet_dir, tmp_path, 
     code = main(["search-placement", "--model", "tv:squeezenet1_1", "--weights", str(weights), "--data", str(tiny_set),
                  "--imagenet", str(imagenet_dir), "--layers", "features.3", "features.6", "--topk", "0.5",
                  "--max-layers", "1", "--fill", "zero", "shift", "--budget", "100", "--out", str(out),
-                 "--batch-size", "128", "--workers", "0", "--no-control"])
+                 "--batch-size", "128", "--workers", "0", "--no-control", "--shape-only"])
     assert code == 0
     table = capsys.readouterr().out
     decomposition = table.split("what Top-K removes")[1].splitlines()

@@ -12,9 +12,12 @@ from pathlib import Path
 from .._io import atomic_write_json, atomic_write_text, json_safe, staged_outputs
 from ..distributed import current
 from ..functional import FILLS
+from ..shape_bias.datasets import SHAPE_ONLY
 from ..shape_bias.intervals import format_field
 from .argtypes import add_evaluation_options, check_fractions, pick_device, positive_int
+from .datasets import data_folders, humans_by_dataset, load_stimuli
 from .preflight import check_layers, dense_base
+from .suite_output import SHAPE_ONLY_KEYS, csv_cells, csv_names, shape_only_table
 
 HELP = "search Top-K placements: the Pareto front of shape bias vs ImageNet top-1, and the best within a budget"
 
@@ -23,7 +26,18 @@ def add_parser(sub) -> None:
     p = sub.add_parser("search-placement", help=HELP, description=HELP)
     p.add_argument("--model", required=True, help="timm or torchvision model name (dense base)")
     p.add_argument("--weights", metavar="FILE", help="local state dict of the model (offline)")
-    p.add_argument("--data", metavar="CUE_DIR", help="cue-conflict folder (default: $TOPK_PLUGIN_CUE_CONFLICT, cache, download)")
+    p.add_argument("--data", nargs="+", metavar="[NAME=]DIR",
+                   help="dataset folders: the cue-conflict folder, and NAME=DIR (or .../NAME, or a folder holding them) "
+                        "for the shape-only datasets (default: $TOPK_PLUGIN_<NAME>, the cache, the package, and for "
+                        "cue-conflict a download)")
+    p.add_argument("--shape-only", nargs="*", choices=SHAPE_ONLY, metavar="NAME",
+                   help="shape-only datasets on which dense, the front and the best are scored after the search "
+                        "(accuracy, error consistency with the humans; never used for choosing). Default: every one "
+                        "present without a download (edge and silhouette ship with the package; sketch and stylized "
+                        "when --data, $TOPK_PLUGIN_<NAME> or the cache has them); none with an empty list")
+    p.add_argument("--humans", nargs="+", metavar="CSV_OR_DIR",
+                   help="human trials for the shape-only datasets' error consistency (default: the copies shipped "
+                        "for edge and silhouette), e.g. model-vs-human's raw-data/")
     p.add_argument("--imagenet", metavar="DIR", required=True,
                    help="ImageNet images named <wnid>_*.jpg or in <wnid>/ folders (e.g. ../shared/data/imagenet-sample)")
     p.add_argument("--budget", type=float, default=5.0, metavar="POINTS",
@@ -71,7 +85,7 @@ def _decomposition(rows: list) -> list[str]:
     return lines
 
 
-def _table(summary: dict) -> str:
+def _table(summary: dict, shape_only_rows: list[dict] = ()) -> str:
     held = summary.get("holdout") is not None
     name_w = 40
 
@@ -108,6 +122,10 @@ def _table(summary: dict) -> str:
                      + f"shape bias {format_field(where, 'shape_bias')}, {format_field(where, 'delta_shape_bias')} vs dense; "
                        f"top-1 {format_field(where, 'imagenet_top1')}, {format_field(where, 'delta_top1')} vs dense")
     lines += _decomposition(summary.get("decomposition", []))
+    if shape_only_rows:
+        humans = [v["humans"] for v in summary.get("shape_only", {}).values() if v.get("humans")]
+        lines += ["", "shape-only datasets: dense, the front and the best (all images; never used for choosing):",
+                  shape_only_table(shape_only_rows, humans, name_key="setting", title="setting", width=40)]
     return "\n".join(lines)
 
 
@@ -128,21 +146,33 @@ def _csv(summary: dict) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf)
     names = [n for key in _CSV_SCORES for n in ((f"{key}_lo", f"{key}_hi") if key.endswith("_ci") else (key,))]
-    writer.writerow(["op", "fill", "topk", "layers", *names, *(f"held_out_{n}" for n in names)])
+    datasets = list(summary.get("shape_only", {}))
+    shape_only = [n for d in datasets for n in csv_names(SHAPE_ONLY_KEYS, prefix=f"{d}_")]
+    writer.writerow(["op", "fill", "topk", "layers", *names, *(f"held_out_{n}" for n in names), *shape_only])
     rows = [summary["dense"]] + summary["evaluated"] + [r["control"] | {"layers": r["layers"], "topk": r["topk"]}
                                                        for r in summary["evaluated"] if "control" in r]
     for r in rows:
         writer.writerow([r["op"], r.get("fill", "zero"), r.get("topk", 0), "+".join(r.get("layers", [])), *_csv_cells(r),
-                         *_csv_cells(r.get("report"))])
+                         *_csv_cells(r.get("report")),
+                         *(c for d in datasets for c in csv_cells((r.get("shape_only") or {}).get(d), SHAPE_ONLY_KEYS))])
     return buf.getvalue()
+
+
+def _shape_only(args, folders: dict) -> dict:
+    """``{name: folder or None}`` of the shape-only datasets to report: those named, else those present
+    without a download (given by --data, or found in the environment, the cache or the package)."""
+    from ..shape_bias.locate import found_without_download
+
+    if args.shape_only is not None:
+        return {name: folders.get(name) for name in args.shape_only}
+    return {name: folders.get(name) for name in SHAPE_ONLY
+            if name in folders or found_without_download(name) is not None}
 
 
 def run(args: argparse.Namespace) -> int:
     from ..search import search_placement
     from ..search.holdout import holdout_split
-    from ..shape_bias.dataset import CueConflictDataset
     from ..shape_bias.imagenet import ImageNetImages, eval_transform
-    from ..shape_bias.locate import find_cue_conflict
     from .models import load_model
 
     check_fractions(args.topk, dense_zero=False)
@@ -154,8 +184,11 @@ def run(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     model = load_model(args.model, args.weights).to(device).eval()
     check_layers(model, args.layers, patterns=False)
+    folders = data_folders(args.data, ["cue-conflict", *(args.shape_only or SHAPE_ONLY)], primary="cue-conflict")
     # resolved: a resume from the same folders matches however they are spelled (the checkpoint records them)
-    cue = CueConflictDataset(find_cue_conflict(args.data).resolve())
+    cue = load_stimuli("cue-conflict", folders.get("cue-conflict"), resolve=True)
+    shape_only = {name: load_stimuli(name, folder, resolve=True) for name, folder in _shape_only(args, folders).items()}
+    humans, _ = humans_by_dataset(list(shape_only), args.humans)
     imagenet = ImageNetImages(Path(args.imagenet).resolve(), eval_transform(model),
                               limit_per_class=args.limit_per_class)
     report = holdout = None
@@ -168,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
         max_layers=args.max_layers, beam=args.beam, budget=args.budget, control=args.control, cache=args.cache,
         seed=args.seed, batch_size=args.batch_size, workers=args.workers, device=device,
         progress=not args.json or sys.stderr.isatty(), checkpoint=out / "search.checkpoint.json", resume=args.resume,
-        report=report, holdout=holdout, fills=args.fill,
+        report=report, holdout=holdout, fills=args.fill, shape_only=shape_only, humans=humans,
     )
     if not current().main:
         return 0  # under torchrun every process has the result; rank 0 writes and prints it
@@ -178,6 +211,8 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_json(stage / "search.json", summary)
         atomic_write_text(stage / "evaluated.csv", _csv(summary))
         plots = result.plot(stage / "front.png")
+        if shape_only:
+            plots += result.plot_shape_only(stage / "shape_only.png")
         if spec is not None:
             spec.save(stage / "best_placement.json")
     summary["plots"] = [str(out / Path(p).name) for p in plots]
@@ -186,8 +221,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
-        print(_table(summary))
-        print(f"\nwrote {out}/ (search.json, evaluated.csv, front.png/.pdf"
+        print(_table(summary, json_safe(result.shape_only_rows())))
+        print(f"\nwrote {out}/ (search.json, evaluated.csv, front.png/.pdf" + (", shape_only.png/.pdf" if shape_only else "")
               + (", best_placement.json)" if spec else ")"))
         if spec:
             weights = f", weights_path={args.weights!r}" if args.weights else ""

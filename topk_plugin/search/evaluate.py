@@ -8,6 +8,7 @@ process scores its shard of the images and every process gets all the scores.
 """
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -20,10 +21,10 @@ from .._model import model_device, model_dtype
 from ..distributed import current, gather, in_index_order, shard
 from ..modules import RandomK, TopK
 from ..shape_bias.batches import inference, model_normalization, stream_batches
-from ..shape_bias.dataset import CueConflictDataset
-from ..shape_bias.evaluate import cue_conflict_trials
+from ..shape_bias.evaluate import stimulus_trials
 from ..shape_bias.imagenet import ImageNetImages, top1_hits
 from ..shape_bias.metrics import shape_bias
+from ..shape_bias.stimuli import Stimuli
 from ..surgery import _layer_seed, attached
 from .prefix import PrefixRunner
 
@@ -54,10 +55,10 @@ class Setting:
 class Scores:
     shape_bias: float
     shape_or_texture: float
-    accuracy: float  # 16-class accuracy against the shape label, on cue-conflict
-    imagenet_top1: float
+    accuracy: float  # 16-class accuracy against the shape label (on a shape-only set: the only score)
+    imagenet_top1: float  # NaN when the pass had no ImageNet images
     near_chance: bool
-    decisions: tuple = field(default=(), repr=False)  # per cue-conflict image, in data order
+    decisions: tuple = field(default=(), repr=False)  # per stimulus (cue-conflict or shape-only), in data order
     hits: tuple = field(default=(), repr=False)  # per ImageNet image: top-1 correct?
 
     def to_json(self) -> dict:
@@ -72,8 +73,8 @@ class _Tally:
         self.hits = defaultdict(list)
 
     def add(self, key, dataset, indices, logits):
-        if isinstance(dataset, CueConflictDataset):
-            self.trials[key] += zip(indices.tolist(), cue_conflict_trials(dataset, indices, logits, "search"), strict=True)
+        if isinstance(dataset, Stimuli):
+            self.trials[key] += zip(indices.tolist(), stimulus_trials(dataset, indices, logits, "search"), strict=True)
         else:
             self.hits[key] += zip(indices.tolist(), top1_hits(dataset, indices, logits), strict=True)
 
@@ -83,15 +84,16 @@ def _scores(tallies: list[_Tally], key) -> Scores:
     trials = in_index_order(t.trials[key] for t in tallies)
     hits = in_index_order(t.hits[key] for t in tallies)
     result = shape_bias(trials, "search")
-    return Scores(result.shape_bias, result.shape_or_texture, result.accuracy, sum(hits) / len(hits),
+    top1 = sum(hits) / len(hits) if hits else math.nan
+    return Scores(result.shape_bias, result.shape_or_texture, result.accuracy, top1,
                   result.near_chance, tuple(t.decision for t in trials), tuple(hits))
 
 
 def evaluate_settings(
     model: nn.Module,
     settings: list[Setting],
-    cue: CueConflictDataset,
-    imagenet: ImageNetImages,
+    cue: Stimuli,
+    imagenet: ImageNetImages | None,
     *,
     cache: bool = True,
     runner: PrefixRunner | None = None,
@@ -104,6 +106,10 @@ def evaluate_settings(
     shifts: dict | None = None,
 ) -> tuple[Scores | None, dict[Setting, Scores], dict]:
     """``(dense scores, {setting: scores}, timing)`` for ``model`` on both data sets.
+
+    ``cue`` is any stimulus set (cue-conflict, or a shape-only set whose
+    scores are then its decisions and accuracy); ``imagenet`` may be None
+    (top-1 is then NaN).
 
     ``runner`` (built once per model and candidate list) is reused if given;
     with ``cache=True`` and none given one is built for the settings' layers.
@@ -128,13 +134,14 @@ def evaluate_settings(
     env = current()  # under torchrun: this process' shard of each data set, then every shard's results
     timing = {"data_wait": 0.0, "model": 0.0}
     start = time.perf_counter()
-    total = len(cue) + len(imagenet)
+    data = [d for d in (cue, imagenet) if d is not None]
+    total = sum(map(len, data))
 
     def work() -> _Tally:
         tally = _Tally()
         with inference(model, device=device), tqdm(total=total, desc=f"{len(settings)} settings", unit="img",
                                     disable=not (progress and env.main)) as bar:
-            for dataset in (cue, imagenet):
+            for dataset in data:
                 for x, indices, wait in stream_batches(shard(dataset, env), batch_size=batch_size, workers=workers,
                                                        device=device, mean=mean, std=std, dtype=dtype):
                     timing["data_wait"] += wait

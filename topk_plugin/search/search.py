@@ -5,7 +5,11 @@ Phases, each one pass over the data (``evaluate_settings``):
 1. every eligible single layer at every K;
 2. combinations of 2..``max_layers`` of the ``beam`` best single layers per K
    (best shape bias among those within the budget);
-3. the random-K control (same layers and K) for every front point and the best.
+3. the random-K control (same layers and K) for every front point and the best;
+4. (reporting only) with held-out images, the front, the best and dense again on them;
+   and on every shape-only dataset given (edge, silhouette, ...), the front, the
+   best and dense: 16-class accuracy and error consistency with the humans,
+   never used for choosing.
 
 Each phase searches every fill in ``fills`` (``"zero"``, the paper's op, by
 default); the ``fill="shift"`` settings are calibrated on the search's own
@@ -35,6 +39,8 @@ from ..shape_bias.dataset import CueConflictDataset
 from ..shape_bias.imagenet import ImageNetImages
 from ..shape_bias.intervals import cue_conflict_intervals, top1_intervals
 from ..shape_bias.plot import plot_tradeoff
+from ..shape_bias.plot_suite import plot_shape_only
+from ..shape_bias.shape_only_scores import human_reference, setting_scores
 from .candidates import eligible_layers
 from .checkpoint import SearchCheckpoint
 from .evaluate import Scores, Setting, evaluate_settings
@@ -42,7 +48,7 @@ from .front import best_within_budget, pareto_front
 from .prefix import PrefixRunner, TraceError
 from .shifts import calibrate_settings
 
-__all__ = ["SearchResult", "search_placement"]
+__all__ = ["SearchResult", "ShapeOnlyScores", "search_placement"]
 
 
 def scores_with_intervals(scores: Scores, labels: list, dense: Scores | None = None, seed: int = 0) -> dict:
@@ -73,6 +79,7 @@ class SearchResult:
     holdout: dict | None = None  # how the images were split (None: no held-out report)
     shifts: dict = field(default_factory=dict)  # fill="shift" Setting -> {layer: calibrated shift}
     decomposition: list = field(default_factory=list)  # the best's layers and K with each fill (held out)
+    shape_only: dict = field(default_factory=dict)  # dataset -> ShapeOnlyScores of dense, front, best, decomposition
     seed: int = 0  # the search's seed: the random-K control's and the bootstrap intervals'
     _rows: dict = field(default_factory=dict, repr=False, compare=False)  # intervals, computed once per row
 
@@ -89,6 +96,21 @@ class SearchResult:
         scores, dense = (self.report_dense, None) if s is None else (self.report[s], self.report_dense)
         return self._with_intervals(scores, self.report_labels, dense)
 
+    def _shape_only(self, s) -> dict:
+        """``{dataset: accuracy and error consistency row}`` of setting ``s`` (None: dense) where it was scored."""
+        out = {}
+        for name, part in self.shape_only.items():
+            if s is not None and s not in part.settings:
+                continue
+            key = ("shape-only", name, s)
+            if key not in self._rows:
+                scores, dense = (part.dense, None) if s is None else (part.settings[s], part.dense)
+                self._rows[key] = setting_scores(scores.decisions, part.names, part.categories,
+                                                 dense_decisions=None if dense is None else dense.decisions,
+                                                 humans=part.humans, seed=self.seed)
+            out[name] = dict(self._rows[key])
+        return out
+
     def _row(self, s: Setting) -> dict:
         row = {"layers": list(s.layers), "topk": s.k, "op": s.op, "fill": s.fill,
                **self._scores(self.evaluated[s], self.dense)}
@@ -96,6 +118,9 @@ class SearchResult:
             row["control"] = {"op": "random", **self._scores(self.controls[s], self.dense)}
         if s in self.report:
             row["report"] = self._reported(s)
+        shape_only = self._shape_only(s)
+        if shape_only:
+            row["shape_only"] = shape_only
         return row
 
     def _decomposition(self) -> list[dict]:
@@ -107,6 +132,9 @@ class SearchResult:
             if zero is not None and s != zero:
                 paired = self._with_intervals(self.report[s], self.report_labels, self.report[zero])
                 row["vs_zero"] = {key: value for key, value in paired.items() if key.startswith("delta_")}
+            shape_only = self._shape_only(s)
+            if shape_only:
+                row["shape_only"] = shape_only
             rows.append(row)
         return rows
 
@@ -114,6 +142,8 @@ class SearchResult:
         dense = {"op": "dense", **self._scores(self.dense, None)}
         if self.report_dense is not None:
             dense["report"] = self._reported(None)
+        if self.shape_only:
+            dense["shape_only"] = self._shape_only(None)
         return {
             "model": self.model,
             "seed": self.seed,
@@ -125,8 +155,30 @@ class SearchResult:
             "best": None if self.best is None else self._row(self.best),
             "evaluated": [self._row(s) for s in self.evaluated],
             "decomposition": self._decomposition(),
+            "shape_only": {name: {"root": part.root, "humans": None if part.humans is None else
+                                  human_reference(part.humans, seed=self.seed)}
+                           for name, part in self.shape_only.items()},
             "timing": self.timing,
         }
+
+    def shape_only_rows(self) -> list[dict]:
+        """One row per (dense / front / best setting, shape-only dataset), labelled, for the table and the plot."""
+        settings = [(None, "dense")] + [(s, s.label().removeprefix("topk ")) for s in self.front]
+        if self.best is not None and self.best not in self.front:
+            settings.append((self.best, self.best.label().removeprefix("topk ")))
+        rows = []
+        for s, label in settings:
+            best = " (best)" if s is not None and s == self.best else ""
+            for name, row in self._shape_only(s).items():
+                rows.append({"setting": label + best, "dataset": name, **row})
+        return rows
+
+    def plot_shape_only(self, path) -> list:
+        """Accuracy and error consistency of dense, the front and the best on each shape-only dataset (PNG + PDF)."""
+        humans = [human_reference(p.humans, seed=self.seed) for p in self.shape_only.values() if p.humans is not None]
+        return plot_shape_only(self.shape_only_rows(), humans, path, label_key="setting",
+                               title=f"{self.model}: dense, front and best on the shape-only datasets (not used "
+                                     "for choosing)")
 
     def plot(self, path) -> list:
         """Shape bias vs top-1 of every setting, the front, the controls and the budget (PNG + PDF)."""
@@ -168,6 +220,18 @@ class SearchResult:
                              shift=dict(self.shifts.get(s, {})))
 
 
+@dataclass
+class ShapeOnlyScores:
+    """One shape-only dataset in a search: dense's and the reported settings' decisions, and the humans."""
+
+    root: str
+    names: list  # image file names, in data order
+    categories: list
+    dense: Scores
+    settings: dict  # Setting -> Scores
+    humans: object = None  # HumanTrials, or None
+
+
 class _Images:
     """Re-iterable normalised batches of a dataset: each pass decodes them again."""
 
@@ -201,6 +265,8 @@ def search_placement(
     report=None,
     holdout: dict | None = None,
     fills=("zero",),
+    shape_only: dict | None = None,
+    humans: dict | None = None,
 ) -> SearchResult:
     """Search Top-K placements of ``model`` (see the module doc); returns a ``SearchResult``.
 
@@ -211,6 +277,9 @@ def search_placement(
     ``holdout`` describes the split in the result).
     ``fills``: the fills searched (see :func:`topk_plugin.functional.spatial_topk`).
     ``seed``: of the random-K control and of the bootstrap intervals (recorded in the result).
+    ``shape_only``: ``{name: ShapeOnlyDataset}`` on which dense, the front, the
+    best (and the decomposition) are scored after the search, never used for
+    choosing; ``humans``: ``{name: HumanTrials}`` for their error consistency.
     """
     if max_layers < 1 or beam < 1:
         raise ValueError(f"max_layers ({max_layers}) and beam ({beam}) must be >= 1")
@@ -240,6 +309,8 @@ def search_placement(
                   imagenet=[str(imagenet.root), len(imagenet)],
                   report=None if report is None else [len(report[0]), len(report[1])], holdout=holdout,
                   fills=list(fills))
+    if shape_only:  # only then: checkpoints of searches without them resume as before
+        config["shape_only"] = {name: [str(data.root), len(data)] for name, data in shape_only.items()}
     state = SearchCheckpoint(checkpoint, config, resume, write=current().main)  # under torchrun: rank 0 writes
 
     def calibrated(settings: list[Setting]) -> float:
@@ -299,6 +370,12 @@ def search_placement(
         # dense alone if nothing was chosen
         reported = dict(phase("report", list(dict.fromkeys(chosen + decomposition)), dense=True, data=report))
         report_dense = state.phase_dense["report"]
+    scored_shape_only = {}
+    for dataset, data in (shape_only or {}).items():
+        label = f"shape-only:{dataset}"
+        scored = dict(phase(label, list(dict.fromkeys(chosen + decomposition)), dense=True, data=(data, None)))
+        scored_shape_only[dataset] = ShapeOnlyScores(str(data.root), data.image_names(), data.categories(),
+                                                     state.phase_dense[label], scored, (humans or {}).get(dataset))
     timing = dict(state.timing)
     timing["total"] = time.perf_counter() - start
     timing["cache"] = cache
@@ -307,4 +384,4 @@ def search_placement(
                         labels=cue.label_pairs(), report=reported, report_dense=report_dense,
                         report_labels=report[0].label_pairs() if report is not None else [], holdout=holdout,
                         shifts={s: v for s, v in state.shifts.items() if s in evaluated or s in reported},
-                        decomposition=decomposition, seed=seed)
+                        decomposition=decomposition, seed=seed, shape_only=scored_shape_only)

@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .._model import kept_as_is
-from .dataset import stack
+from .stimuli import stack
 
 __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "model_normalization", "single_thread_worker", "inference",

@@ -1,4 +1,4 @@
-"""Run a classifier on the cue-conflict stimuli and score its shape bias."""
+"""Run a classifier on a stimulus set: its 16-class decision on every image, and the cue-conflict shape bias."""
 from __future__ import annotations
 
 import time
@@ -14,22 +14,30 @@ from .batches import IMAGENET_MEAN, IMAGENET_STD, inference, model_normalization
 from .categories import decisions
 from .dataset import CueConflictDataset
 from .metrics import ShapeBiasResult, Trial, shape_bias
+from .stimuli import Stimuli
 
-__all__ = ["Evaluation", "evaluate_model", "cue_conflict_trials", "IMAGENET_MEAN", "IMAGENET_STD", "model_normalization"]
+__all__ = ["Evaluation", "evaluate_model", "stimulus_trials", "cue_conflict_trials", "IMAGENET_MEAN", "IMAGENET_STD",
+           "model_normalization"]
 
 
 @dataclass
 class Evaluation:
-    result: ShapeBiasResult
+    result: ShapeBiasResult | None  # the shape bias, on cue-conflict; None on a shape-only set
     trials: list[Trial]
     seconds: float
     data_seconds: float  # waiting for decoded batches (decode not hidden by the model)
     model_seconds: float
+    dataset: str = "cue-conflict"
+
+    @property
+    def accuracy(self) -> float:
+        """16-class accuracy: the fraction of images decided as their (shape) category."""
+        return sum(t.decision == t.shape for t in self.trials) / len(self.trials)
 
 
 def evaluate_model(
     model: nn.Module,
-    data: CueConflictDataset | str,
+    data: Stimuli | str,
     *,
     name: str = "model",
     batch_size: int = 32,
@@ -40,7 +48,8 @@ def evaluate_model(
     progress: bool = True,
     channels_last: bool = True,
 ) -> Evaluation:
-    """Decisions of ``model`` (1000 ImageNet logits) on every stimulus, and the metrics.
+    """Decisions of ``model`` (1000 ImageNet logits) on every stimulus of ``data`` (a
+    :class:`Stimuli` set; a folder is read as cue-conflict), and its shape bias on cue-conflict.
 
     Under torchrun each process runs its shard of the stimuli and every
     process gets all the trials, in stimulus order (``topk_plugin.distributed``).
@@ -53,7 +62,7 @@ def evaluate_model(
     faster on these CPUs, also the fast path of cuDNN). The model comes back as
     it was: same tensors, device, memory format and mode.
     """
-    dataset = data if isinstance(data, CueConflictDataset) else CueConflictDataset(data)
+    dataset = data if isinstance(data, Stimuli) else CueConflictDataset(data)
     if mean is None or std is None:
         mean, std = model_normalization(model)
     device = torch.device(device) if device is not None else model_device(model)
@@ -65,7 +74,7 @@ def evaluate_model(
         trials, data_seconds, model_seconds = [], 0.0, 0.0
         batches = stream_batches(shard(dataset, env), batch_size=batch_size, workers=workers, device=device,
                                  mean=mean, std=std, channels_last=channels_last, dtype=dtype)
-        with inference(model, channels_last, device), tqdm(total=len(dataset), desc=f"cue-conflict {name}", unit="img",
+        with inference(model, channels_last, device), tqdm(total=len(dataset), desc=f"{dataset.name} {name}", unit="img",
                                                     disable=not (progress and env.main)) as bar:
             for x, indices, wait in batches:
                 data_seconds += wait
@@ -73,9 +82,9 @@ def evaluate_model(
                 logits = model(x)
                 if logits.ndim != 2 or logits.shape[1] != 1000:
                     raise ValueError(
-                        f"{name} returned shape {tuple(logits.shape)}; shape bias needs 1000 ImageNet logits"
+                        f"{name} returned shape {tuple(logits.shape)}; the 16-class decisions need 1000 ImageNet logits"
                     )
-                trials += zip(indices.tolist(), cue_conflict_trials(dataset, indices, logits, name), strict=True)
+                trials += zip(indices.tolist(), stimulus_trials(dataset, indices, logits, name), strict=True)
                 model_seconds += time.perf_counter() - got
                 bar.update(len(indices) * env.world)
         return trials, data_seconds, model_seconds
@@ -83,13 +92,17 @@ def evaluate_model(
     parts = gather(env, work)
     trials = in_index_order(p[0] for p in parts)
     seconds = time.perf_counter() - start
-    return Evaluation(shape_bias(trials, name), trials, seconds, parts[env.rank][1], parts[env.rank][2])
+    result = None if dataset.shape_only else shape_bias(trials, name)
+    return Evaluation(result, trials, seconds, parts[env.rank][1], parts[env.rank][2], dataset.name)
 
 
-def cue_conflict_trials(dataset: CueConflictDataset, indices: torch.Tensor, logits: torch.Tensor, name: str) -> list[Trial]:
+def stimulus_trials(dataset: Stimuli, indices: torch.Tensor, logits: torch.Tensor, name: str) -> list[Trial]:
     """One ``Trial`` per image: its 16-class decision from 1000-class ``logits``."""
     trials = []
     for index, decision in zip(indices.tolist(), decisions(logits.float().cpu()), strict=True):
         image, shape, texture = dataset.labels(index)
         trials.append(Trial(image, shape, texture, decision, name))
     return trials
+
+
+cue_conflict_trials = stimulus_trials  # the name it had when cue-conflict was the only set
