@@ -157,5 +157,5 @@ def test_memory_stays_bounded_at_imagenet_validation_size():
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert peak < 200 * 2**20, f"peak {peak / 2**20:.0f} MiB"  # one (2000, 50000) int64 matrix alone is 763 MiB
+    assert peak < 150 * 2**20, f"peak {peak / 2**20:.0f} MiB"  # one (2000, 50000) int64 matrix alone is 763 MiB
     assert iv.lo <= iv.value <= iv.hi and iv.hi - iv.lo < 0.03

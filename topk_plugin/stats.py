@@ -100,8 +100,8 @@ def _check(n_resamples: int, level: float) -> None:
 # numpy converts them to intp on every gather.)
 _CACHE_MAX_ENTRIES = 4 << 20
 # Resamples are gathered and reduced this many entries at a time, so the memory a bootstrap
-# needs does not grow with the number of images (about 64 MB per float64 array at most).
-_CHUNK_ENTRIES = 8 << 20
+# needs does not grow with the number of images (about 32 MB per float64 array at most).
+_CHUNK_ENTRIES = 4 << 20
 
 
 def _chunk_rows(n: int) -> int:

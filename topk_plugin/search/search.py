@@ -34,6 +34,7 @@ from ..shape_bias.batches import inference, model_normalization, stream_batches
 from ..shape_bias.dataset import CueConflictDataset
 from ..shape_bias.imagenet import ImageNetImages
 from ..shape_bias.intervals import cue_conflict_intervals, top1_intervals
+from ..shape_bias.plot import plot_tradeoff
 from .candidates import eligible_layers
 from .checkpoint import SearchCheckpoint
 from .evaluate import Scores, Setting, evaluate_settings
@@ -129,8 +130,6 @@ class SearchResult:
 
     def plot(self, path) -> list:
         """Shape bias vs top-1 of every setting, the front, the controls and the budget (PNG + PDF)."""
-        from ..shape_bias.plot import plot_tradeoff
-
         def point(scores, kind, label=None):
             return {"shape_bias": scores.shape_bias, "imagenet_top1": scores.imagenet_top1, "kind": kind, "label": label}
 

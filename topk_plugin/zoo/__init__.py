@@ -12,6 +12,8 @@ import warnings
 from .factory import create_model, placement_of
 from .names import EAGER_PCTS, VariantName, parse_variant_name, variant_name
 from .placements import RULES, TIMM, TORCHVISION, Placement
+from .timm_registry import register_timm, registered_timm_names
+from .torchvision_registry import TorchvisionRegistryError, register_torchvision, registered_torchvision_names
 from .weights import WeightsUnavailableError, efficientnet_lite0_state_dict, load_weights_file
 
 __all__ = [
@@ -40,9 +42,6 @@ def register_all(strict: bool = False) -> dict[str, list[str]]:
     are skipped with a warning that says why (``strict=True`` raises instead);
     timm names and ``create_model`` keep working.
     """
-    from .timm_registry import register_timm
-    from .torchvision_registry import TorchvisionRegistryError, register_torchvision
-
     names = {"timm": register_timm(), "torchvision": []}
     try:
         names["torchvision"] = register_torchvision()
@@ -55,7 +54,4 @@ def register_all(strict: bool = False) -> dict[str, list[str]]:
 
 def registered_names() -> dict[str, list[str]]:
     """``{"timm": [...], "torchvision": [...]}``: the names registered so far."""
-    from .timm_registry import registered_timm_names
-    from .torchvision_registry import registered_torchvision_names
-
     return {"timm": registered_timm_names(), "torchvision": registered_torchvision_names()}

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import os
+from typing import Any, Literal
 
 import timm
 import torchvision
+from torch import nn
 
+from ..placement_spec import PlacementSpec, load_placement
+from ..surgery import sparsify
 from .hub import hub_endpoint, offline_unless_reachable
 from .names import VariantName, is_variant_name, parse_variant_name
-from .timm_registry import build_timm
-from .torchvision_registry import build_torchvision
+from .timm_registry import build_timm, timm_placement
+from .torchvision_registry import build_torchvision, torchvision_placement
 from .weights import (
     OFFLINE_SOURCES,
     WeightsFileError,
@@ -80,14 +85,14 @@ def _offline_hint(name: str, base: str) -> str:
 
 def create_model(
     name: str,
-    pretrained=False,
-    weights_path=None,
+    pretrained: bool | Literal["offline"] = False,
+    weights_path: str | os.PathLike | None = None,
     *,
     weights_sha256: str | None = None,
     source: str | None = None,
-    placement=None,
-    **kwargs,
-):
+    placement: PlacementSpec | str | os.PathLike | None = None,
+    **kwargs: Any,
+) -> nn.Module:
     """Build ``<base>_topk<pct>[mean]`` for any timm or torchvision base.
 
     A plain base name (``"resnet18"``) builds the dense model with the same
@@ -106,7 +111,7 @@ def create_model(
         weights_sha256: expected sha256 (or its first >= 8 hex digits) of
             ``weights_path``.
         source: ``"timm"`` or ``"torchvision"``, like the name prefixes.
-        placement: a :class:`~topk_plugin.PlacementSpec` or its file's path
+        placement: a [PlacementSpec][topk_plugin.PlacementSpec] or its file's path
             (e.g. from ``topk-plugin search-placement``), applied to the plain
             base ``name`` instead of a ``_topk`` suffix's placement.
         **kwargs: passed to ``timm.create_model`` / the torchvision builder.
@@ -138,9 +143,6 @@ def _apply_spec(model, placement, source: str, base: str):
 
     A spec found for another model is refused: layer names such as ``layer2`` exist in
     many models, so it would apply silently and mean something else."""
-    from ..placement_spec import load_placement
-    from ..surgery import sparsify
-
     spec = load_placement(placement)
     if spec.model is not None and spec.model.split(":", 1)[-1].partition(".")[0] != base:
         raise ValueError(
@@ -219,9 +221,6 @@ def placement_of(name: str, model=None, *, source: str | None = None):
     Registered bases return their stored placement; others apply their
     family's default rule to ``model`` (built with random init if not given).
     """
-    from .timm_registry import timm_placement
-    from .torchvision_registry import torchvision_placement
-
     plain, source = _split_prefix(name, source)
     arch = plain.partition(".")[0]
     base = parse_variant_name(arch).base if is_variant_name(arch) else arch
