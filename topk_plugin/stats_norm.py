@@ -21,12 +21,13 @@ per sample ``i`` and channel, over its positions:
 
 Numerics, in one place:
 
-* ``mu_i`` is summed in float64 (float32 on MPS, which has no float64), so a
-  *constant* channel (``sd_i = 0``) has ``x - mu_i = 0`` exactly and returns
-  ``(1 - a) x + a mu_D``: its level moves toward the dataset's, with no NaN (``eps``
-  keeps the division finite; the gradient there is finite too).
-* The rest is computed in float32 (float64 for float64 inputs) and cast back, so
-  float16/bfloat16 inputs neither overflow in the variance nor in ``sd_D / eps``.
+* A *constant* channel (``sd_i = 0``, e.g. all zeros after a ReLU) returns
+  ``(1 - a) x + a mu_D``: its level moves toward the dataset's, with no NaN and a
+  finite gradient (its ``x - mu_i`` is exactly 0: the statistics come from one
+  Welford pass, which keeps a constant channel's mean exact).
+* Statistics and output are computed in float32 (float64 for float64 inputs) and
+  cast back, so float16/bfloat16 inputs neither overflow in the variance nor in
+  ``sd_D / eps``. The output is one affine map per (sample, channel), one pass over ``x``.
 * NaN or inf in a channel make that channel's output NaN (its mean is NaN).
 * Any device and floating dtype, contiguous or channels_last. Gradients flow through
   ``x`` and the statistics (as in instance normalisation); the constants are not learned.
@@ -84,22 +85,20 @@ def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def _sum_dtype(x: torch.Tensor) -> torch.dtype:
-    return torch.float32 if x.device.type == "mps" else torch.float64
-
-
 def _moments(x: torch.Tensor, channel_dim: int):
-    """``(x - mu_i, mu_i, sd_i)`` in the compute dtype; the statistics keep their dims for broadcasting."""
+    """``(x in the compute dtype, mu_i, sd_i)``; the statistics keep their dims for broadcasting.
+
+    One Welford pass (``torch.var_mean``): on a constant channel every update adds exactly 0,
+    so its mean is its value and its variance exactly 0.
+    """
     c_dim = channel_dim % x.ndim
     dims = [d for d in range(1, x.ndim) if d != c_dim]
-    dtype = _compute_dtype(x)
-    mu = x.mean(dim=dims, keepdim=True, dtype=_sum_dtype(x)).to(dtype)
-    centred = x.to(dtype) - mu
-    var = (centred * centred).mean(dim=dims, keepdim=True)
+    values = x.to(_compute_dtype(x))
+    var, mu = torch.var_mean(values, dim=dims, correction=0, keepdim=True)
     positive = var > 0
     # sqrt has an infinite slope at 0: the double where keeps a constant channel's gradient finite
     sd = torch.where(positive, torch.where(positive, var, 1.0).sqrt(), 0.0)
-    return centred, mu, sd
+    return values, mu, sd
 
 
 def channel_stats(x: torch.Tensor, channel_dim: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,11 +149,13 @@ def channel_stats_norm(
     if mean is None or std is None:
         raise ValueError("channel_stats_norm needs the dataset constants mean= and std= (one value per channel): "
                          "sparsify(model, layers, op='stats-norm', strength=...) then topk_plugin.calibrate(model, images)")
-    centred, _, sd = _moments(x, channel_dim)
-    dtype = centred.dtype
+    values, mu, sd = _moments(x, channel_dim)
+    dtype = values.dtype
     mean_d = _constant(mean, "mean", x, channel_dim, dtype)
     std_d = _constant(std, "std", x, channel_dim, dtype)
-    styled = torch.addcmul(a * mean_d, centred, (a * std_d) / (sd + eps))  # a (z sd_D + mu_D)
-    if a != 1.0:
-        styled = styled + (1.0 - a) * x.to(dtype)
-    return styled.to(x.dtype)
+    # y = (1 - a) x + a ((x - mu_i) g + mu_D) with g = sd_D / (sd_i + eps), as one affine map per
+    # (sample, channel): y = x * scale + shift. A constant channel's (x - mu_i) is 0 whatever g is:
+    # g = 0 there keeps its output (1 - a) x + a mu_D free of the rounding of a large g times x.
+    gain = torch.where(sd > 0, (a * std_d) / (sd + eps), 0.0)
+    scale = gain + (1.0 - a) if a != 1.0 else gain
+    return torch.addcmul(a * mean_d - gain * mu, values, scale).to(x.dtype)
