@@ -133,21 +133,21 @@ def calibrate(model: nn.Module, images, *, layers=None, progress: bool = False) 
     mode without gradients and is left in the mode it was in. If calibration fails
     (or is interrupted), every layer keeps the constants it had.
     """
-    shifted = {name: op for name, op in sparsified_layers(model).items() if needs_calibration(op)}
-    if not shifted:
+    to_calibrate = {name: op for name, op in sparsified_layers(model).items() if needs_calibration(op)}
+    if not to_calibrate:
         raise ValueError("no layer of the model has fill='shift' or op='stats-norm': sparsify(model, layers, k, "
                          "fill='shift') or sparsify(model, layers, op='stats-norm', strength=...) first")
-    names = list(shifted) if layers is None else [layers] if isinstance(layers, str) else list(layers)
-    unknown = [name for name in names if name not in shifted]
+    names = list(to_calibrate) if layers is None else [layers] if isinstance(layers, str) else list(layers)
+    unknown = [name for name in names if name not in to_calibrate]
     if unknown:
         raise ValueError(f"layers {unknown} have no fill='shift' or stats-norm op; the layers to calibrate in this "
-                         f"model: {list(shifted)}")
+                         f"model: {list(to_calibrate)}")
     batches = _batches(images)
     device, dtype = model_device(model), model_dtype(model)
-    kinds = {name: _accumulator(shifted[name]) for name in names}
-    previous = {name: kinds[name].current(shifted[name]) for name in names}  # put back if calibration fails
+    kinds = {name: _accumulator(to_calibrate[name]) for name in names}
+    previous = {name: kinds[name].current(to_calibrate[name]) for name in names}  # put back if calibration fails
     for name in names:
-        kinds[name].assign(shifted[name], None)
+        kinds[name].assign(to_calibrate[name], None)
     pending = dict.fromkeys(names)
     result = {}
     was_training = model.training
@@ -164,7 +164,7 @@ def calibrate(model: nn.Module, images, *, layers=None, progress: bool = False) 
 
                 return hook
 
-            handles = [shifted[name].register_forward_pre_hook(measure(name)) for name in pending]
+            handles = [to_calibrate[name].register_forward_pre_hook(measure(name)) for name in pending]
             try:
                 with torch.no_grad():
                     for batch in batches:
@@ -181,12 +181,12 @@ def calibrate(model: nn.Module, images, *, layers=None, progress: bool = False) 
                                  "(are they used in forward? are there any images?)")
             for name, mean in means.items():  # normally the one pending layer reached first
                 result[name] = mean.value()
-                mean.assign(shifted[name], result[name])
+                mean.assign(to_calibrate[name], result[name])
                 del pending[name]
                 bar.update(1)
     except BaseException:
         for name, constants in previous.items():
-            kinds[name].assign(shifted[name], constants)
+            kinds[name].assign(to_calibrate[name], constants)
         raise
     finally:
         bar.close()
