@@ -148,22 +148,23 @@ class SearchResult:
                 return f"a={s.strength:g}@{'+'.join(s.layers)}"
             return f"{s.k:g}@{'+'.join(s.layers)}" + ("" if s.fill == "zero" else f" {s.fill}")
 
-        kind = {"topk": "topk", "stats-norm": "stats-norm"}
         on_front = {s for front in self.fronts.values() for s in front}
+        several = len(self.fronts) > 1  # then only the bests are labelled: two labelled fronts overlap
         points = [with_ci(self._scores(self.dense, None), "dense")]
-        points += [point(v, kind[s.family]) for s, v in self.evaluated.items() if s not in on_front]
-        points += [with_ci(self._scores(self.evaluated[s], self.dense), kind[s.family], short(s)) for s in on_front]
+        points += [point(v, s.family) for s, v in self.evaluated.items() if s not in on_front]
+        points += [with_ci(self._scores(self.evaluated[s], self.dense), s.family, None if several else short(s))
+                   for s in on_front]
         points += [point(v, "random") for v in self.controls.values()]
         for family, best in self.bests.items():
             if best is not None:
                 points.append(with_ci(self._scores(self.evaluated[best], self.dense),
-                                      "best" if family == "topk" else "best stats-norm"))
+                                      "best" if family == "topk" else "best stats-norm", short(best) if several else None))
         title = f"{self.model}: placement search (budget {self.budget:g} points)"
         if self.report_dense is not None:
             points.append(with_ci(self._reported(None), "held-out dense"))
             points += [with_ci(self._reported(s), "held-out" if s.family == "topk" else "held-out stats-norm")
                        for s in self.report]
-            title += "\nfilled: search images; hollow: the same settings on held-out images"
+            title += "\npurple: the same settings on held-out images"
         fronts = {family: [point(self.evaluated[s], "front") for s in front] for family, front in self.fronts.items()}
         return plot_tradeoff(points, path, title=title, fronts=fronts,
                              budget_top1=self.dense.imagenet_top1 - self.budget / 100)

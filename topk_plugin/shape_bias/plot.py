@@ -102,7 +102,7 @@ _TRADEOFF_STYLE = {
 }
 _TRADEOFF_LABEL = {"dense": "dense", "topk": "Top-K", "stats-norm": "stats-norm control", "random": "random-K control",
                    "best": "best within budget", "best stats-norm": "best stats-norm within budget",
-                   "held-out": "front and best, held-out images",
+                   "held-out": "Top-K front and best, held-out images",
                    "held-out stats-norm": "stats-norm front and best, held-out images",
                    "held-out dense": "dense, held-out images"}
 _FRONT_STYLE = {"topk": dict(color="#1f77b4", linestyle="-"), "stats-norm": dict(color="#8c564b", linestyle="--")}
@@ -119,26 +119,8 @@ def _error_bars(ax, p: dict, color) -> None:
                 elinewidth=0.8, alpha=0.6, zorder=2)
 
 
-def plot_tradeoff(points: list[dict], path: str | Path, *, title: str = "Shape bias vs recognition",
-                  front: list[dict] | None = None, budget_top1: float | None = None,
-                  fronts: dict[str, list[dict]] | None = None) -> list[Path]:
-    """Shape bias (y) against ImageNet top-1 (x), one marker per setting.
-
-    ``points``: dicts with ``shape_bias``, ``imagenet_top1``, ``kind`` (dense,
-    topk, stats-norm, random, best, best stats-norm, held-out, ...), an optional
-    ``label`` and optional ``shape_bias_ci`` / ``imagenet_top1_ci`` (drawn as error
-    bars); ``front`` (Top-K's) or ``fronts`` (``{family: points}``, one line style
-    per family) are drawn as lines; ``budget_top1`` as a vertical line (the lowest
-    top-1 allowed). PNG and PDF.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    path = Path(path).with_suffix(".png")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6.5, 5))
+def _draw_tradeoff(ax, points: list[dict], lines: dict, budget_top1: float | None, labels: bool) -> None:
+    """The points, front lines and budget of :func:`plot_tradeoff` on one axes (``labels``: annotate them)."""
     seen = set()
     for p in points:
         style = _TRADEOFF_STYLE[p["kind"]]
@@ -147,12 +129,9 @@ def plot_tradeoff(points: list[dict], path: str | Path, *, title: str = "Shape b
                    alpha=0.5 if p["kind"] in ("topk", "stats-norm") else 0.85, **style)
         seen.add(p["kind"])
         _error_bars(ax, p, style.get("color", style.get("edgecolors")))
-        if p.get("label"):
+        if labels and p.get("label"):
             ax.annotate(p["label"], (p["imagenet_top1"], p["shape_bias"]), fontsize=6, xytext=(3, 3),
                         textcoords="offset points")
-    lines = dict(fronts or {})
-    if front:
-        lines.setdefault("topk", front)
     for family, line in lines.items():
         ordered = sorted(line, key=lambda p: p["imagenet_top1"])
         style = _FRONT_STYLE.get(family, dict(color="grey", linestyle=":"))
@@ -163,10 +142,52 @@ def plot_tradeoff(points: list[dict], path: str | Path, *, title: str = "Shape b
         ax.axvline(budget_top1, color="grey", linestyle=":", linewidth=1, label="top-1 budget")
     ax.axhline(0.5, color="grey", linewidth=0.5, alpha=0.5)
     ax.set_xlabel("ImageNet top-1")
+    ax.grid(alpha=0.3)
+
+
+def plot_tradeoff(points: list[dict], path: str | Path, *, title: str = "Shape bias vs recognition",
+                  front: list[dict] | None = None, budget_top1: float | None = None,
+                  fronts: dict[str, list[dict]] | None = None) -> list[Path]:
+    """Shape bias (y) against ImageNet top-1 (x), one marker per setting.
+
+    ``points``: dicts with ``shape_bias``, ``imagenet_top1``, ``kind`` (dense,
+    topk, stats-norm, random, best, best stats-norm, held-out, ...), an optional
+    ``label`` and optional ``shape_bias_ci`` / ``imagenet_top1_ci`` (drawn as error
+    bars); ``front`` (Top-K's) or ``fronts`` (``{family: points}``, one line style
+    per family) are drawn as lines; ``budget_top1`` as a vertical line (the lowest
+    top-1 allowed). With a budget, a second panel zooms in on the settings within
+    10 points of it, where the bests are. PNG and PDF.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    path = Path(path).with_suffix(".png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = dict(fronts or {})
+    if front:
+        lines.setdefault("topk", front)
+    zoom = budget_top1 is not None and bool(points)
+    fig, axes = plt.subplots(1, 2 if zoom else 1, figsize=(11.5 if zoom else 6.5, 5.2), squeeze=False)
+    ax = axes[0][0]
+    _draw_tradeoff(ax, points, lines, budget_top1, labels=not zoom)
     ax.set_ylabel("shape bias (cue-conflict)")
     ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.set_title(title, fontsize=11)
-    ax.legend(fontsize=8, loc="best")
+    if zoom:
+        near = axes[0][1]
+        _draw_tradeoff(near, points, lines, budget_top1, labels=True)
+        top = max(p["imagenet_top1"] for p in points)
+        shown = [p["shape_bias"] for p in points if p["imagenet_top1"] >= budget_top1 - 0.1
+                 and p["shape_bias"] == p["shape_bias"]]  # not NaN
+        near.set_xlim(budget_top1 - 0.1, top + 0.02)
+        if shown:
+            near.set_ylim(max(0.0, min(shown) - 0.05), min(1.0, max(shown) + 0.05))
+        near.set_title("near the budget", fontsize=10)
+    fig.suptitle(title, fontsize=11)
+    handles, labels = ax.get_legend_handles_labels()
+    # below the axes: inside, the legend covers the settings near dense (where the budget keeps the bests)
+    fig.legend(handles, labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3 if zoom else 2,
+               frameon=False)
     fig.tight_layout()
     return _save(fig, path)
