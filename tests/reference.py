@@ -64,3 +64,36 @@ def reference_topk(x: torch.Tensor, k, *, ties="exact", mode="keep", rank_by="ab
                 out[i, j, :] += float(shift[j])
     result = torch.from_numpy(out).reshape(moved.shape).movedim(1, channel_dim)
     return result.to(x.dtype)
+
+
+def reference_stats_norm(x: torch.Tensor, strength, mean, std, *, eps=1e-5, channel_dim=1) -> torch.Tensor:
+    """Same contract as topk_plugin.stats_norm.channel_stats_norm, one (sample, channel) row at a time in
+    float64 with Python's statistics: y = (1 - a) x + a ((x - mu_i) / (sd_i + eps) * sd_D + mu_D)."""
+    import statistics
+
+    moved = x.detach().movedim(channel_dim, 1)
+    n, c = moved.shape[:2]
+    rows = moved.reshape(n, c, -1).to(torch.float64).tolist()
+    a = float(strength)
+    out = []
+    for i in range(n):
+        out.append([])
+        for j in range(c):
+            row = rows[i][j]
+            mu = math.fsum(row) / len(row)
+            sd = statistics.pstdev(row, mu)
+            mu_d, sd_d = float(mean[j]), float(std[j])
+            out[i].append([(1 - a) * v + a * ((v - mu) / (sd + eps) * sd_d + mu_d) for v in row])
+    result = torch.tensor(out, dtype=torch.float64).reshape(moved.shape).movedim(1, channel_dim)
+    return result.to(x.dtype)
+
+
+def reference_channel_stats(x: torch.Tensor, channel_dim=1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample and channel: the spatial mean and population standard deviation, (n, c), float64."""
+    import statistics
+
+    moved = x.detach().movedim(channel_dim, 1)
+    rows = moved.reshape(*moved.shape[:2], -1).to(torch.float64).tolist()
+    mu = [[math.fsum(r) / len(r) for r in sample] for sample in rows]
+    sd = [[statistics.pstdev(r) for r in sample] for sample in rows]
+    return torch.tensor(mu, dtype=torch.float64), torch.tensor(sd, dtype=torch.float64)

@@ -154,3 +154,67 @@ def test_inductor_several_resolutions(selection):
             for size in (12, 16, 20):
                 x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(size))
                 torch.testing.assert_close(compiled(x), model(x))
+
+
+# --- the per-image channel-statistics control (op="stats-norm") ------------------------------
+
+
+def stats_norm_net(method: str, net=small_net, strength: float = 0.5):
+    """``net`` with op='stats-norm' after its two ReLUs, calibrated on fixed images."""
+    from topk_plugin import calibrate
+
+    model = sparsify(net(), ["1", "4"] if net is small_net else ["1", "3"], op="stats-norm", strength=strength,
+                     method=method)
+    calibrate(model, torch.randn(8, 3, 12, 12, generator=torch.Generator().manual_seed(5)))
+    return model
+
+
+@pytest.mark.parametrize("method", ["module", "hook"])
+def test_stats_norm_compile_eval_and_train(method):
+    torch._dynamo.reset()
+    eager = stats_norm_net(method)
+    compiled = torch.compile(stats_norm_net(method))
+    with torch.no_grad():
+        eager.eval(), compiled.eval()
+        torch.testing.assert_close(compiled(X), eager(X))
+    eager.train(), compiled.train()
+    eager(X).square().sum().backward()
+    compiled(X).square().sum().backward()
+    for (name, a), b in zip(eager.named_parameters(), compiled.parameters(), strict=True):
+        torch.testing.assert_close(b.grad, a.grad, msg=name)
+
+
+@pytest.mark.parametrize("fullgraph", [False, True])
+@pytest.mark.parametrize("dynamic", [None, True])
+def test_stats_norm_compile_several_resolutions(fullgraph, dynamic):
+    torch._dynamo.reset()
+    model = stats_norm_net("module", two_resolution_net, strength=0.35).eval()
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=fullgraph, dynamic=dynamic)
+    with torch.no_grad():
+        for size in (12, 16, 20):
+            x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(size))
+            torch.testing.assert_close(compiled(x), model(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("method", ["module", "hook"])
+def test_stats_norm_export_dynamic_height_and_width(method):
+    model = stats_norm_net(method, two_resolution_net).eval()
+    program = torch.export.export(model, (torch.randn(2, 3, 12, 12),),
+                                  dynamic_shapes=({2: torch.export.Dim("h", min=4, max=64),
+                                                   3: torch.export.Dim("w", min=4, max=64)},))
+    for shape in ((2, 3, 12, 12), (2, 3, 9, 17), (2, 3, 32, 8)):
+        x = torch.randn(shape, generator=torch.Generator().manual_seed(sum(shape)))
+        assert torch.equal(program.module()(x), model(x)), shape
+
+
+def test_stats_norm_fx_symbolic_trace():
+    from topk_plugin import calibrate
+
+    model = stats_norm_net("module").eval()
+    traced = torch.fx.symbolic_trace(model)  # torch.nn leaves stay leaves, the op inside
+    assert torch.equal(traced(X), model(X)) and not torch.equal(traced(X), small_net().eval()(X))
+    custom = sparsify(nn.Sequential(Block(), nn.ReLU()), "0", op="stats-norm", strength=0.5).eval()  # traced through
+    calibrate(custom, X)
+    traced = torch.fx.symbolic_trace(custom)
+    assert sum("channel_stats_norm" in str(node.target) for node in traced.graph.nodes) == 1
+    assert torch.equal(traced(X), custom(X))

@@ -98,8 +98,9 @@ def test_shape_bias_two_processes_equal_one(inputs, tmp_path, capsys):
     one = json.loads((tmp_path / "one" / "summary.json").read_text())
     assert [_without(r, "seconds", "csv") for r in two["results"]] == [
         _without(r, "seconds", "csv") for r in one["results"]]  # shape bias, top-1, intervals, per category
-    for name in sorted(p.name for p in (tmp_path / "one").glob("*.csv")):  # the same per-image decisions
-        assert (tmp_path / "two" / name).read_text() == (tmp_path / "one" / name).read_text()
+    for name in sorted(p.name for p in (tmp_path / "one").glob("*.csv")):  # the same per-image decisions and table
+        two_text = (tmp_path / "two" / name).read_text().replace(str(tmp_path / "two"), str(tmp_path / "one"))
+        assert two_text == (tmp_path / "one" / name).read_text(), name  # (results.csv names its folder's files)
 
 
 def test_shape_only_accuracy_two_processes_equal_one(shared_dir, tmp_path, capsys):
@@ -123,7 +124,8 @@ def test_shape_only_accuracy_two_processes_equal_one(shared_dir, tmp_path, capsy
 
 def test_search_two_processes_equal_one_and_resume(inputs, tmp_path, capsys):
     args = ["search-placement", *_common(inputs), "--layers", "features.3", "features.6", "features.9",
-            "--topk", "0.5", "--beam", "2", "--budget", "100", "--fill", "zero", "shift", "--no-control", "--shape-only"]
+            "--topk", "0.5", "--beam", "2", "--budget", "100", "--fill", "zero", "shift", "--no-control", "--shape-only",
+            "--op", "topk", "stats-norm", "--strength", "0.5"]  # both op families, each calibrated
     assert main([*args, "--out", str(tmp_path / "one")]) == 0
     capsys.readouterr()
     run = _torchrun([*args, "--out", str(tmp_path / "two")])
@@ -133,8 +135,9 @@ def test_search_two_processes_equal_one_and_resume(inputs, tmp_path, capsys):
         return _without(json.loads((tmp_path / folder / "search.json").read_text()), "timing")
 
     one = scores("one")
-    assert scores("two") == one and len(one["decomposition"]) == 3
-    assert (tmp_path / "two" / "best_placement.json").read_text() == (tmp_path / "one" / "best_placement.json").read_text()
+    assert scores("two") == one and len(one["decomposition"]) == 3 and "held_out" in one["comparison"]
+    for spec in ("best_placement.json", "best_stats_norm_placement.json"):
+        assert (tmp_path / "two" / spec).read_text() == (tmp_path / "one" / spec).read_text()
     # interrupted after the first phase: two processes resume from rank 0's checkpoint
     (tmp_path / "resume").mkdir()
     checkpoint = json.loads((tmp_path / "one" / "search.checkpoint.json").read_text())

@@ -106,7 +106,7 @@ def test_calibrate_only_named_layers_and_errors():
     before = ops["1"].shift
     calibrate(model, [b * 2 for b in batches], layers="3")
     assert ops["1"].shift is before
-    with pytest.raises(ValueError, match="no fill='shift' op.*shift layers of this model: \\['1', '3'\\]"):
+    with pytest.raises(ValueError, match="no fill='shift' or stats-norm op.*layers to calibrate in this model: \\['1', '3'\\]"):
         calibrate(model, batches, layers=["5"])
     with pytest.raises(ValueError, match="no layer of the model has fill='shift'"):
         calibrate(sparsify(_net(), ["1"], 0.25), batches)

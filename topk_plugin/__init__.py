@@ -10,10 +10,10 @@ from . import (
 )
 from .attachment import NotATensorError, sparsified_layers
 from .calibrate import calibrate
-from .functional import random_k, spatial_topk
+from .functional import channel_stats_norm, random_k, spatial_topk
 from .kernel import kernel_status, tune
 from .layers import LayerInfo, UnknownLayerError, format_table, list_layers
-from .modules import RandomK, TopK
+from .modules import ChannelStatsNorm, RandomK, TopK
 from .placement_spec import PlacementSpec, load_placement
 from .summary import SparsityRow, sparsity_summary
 from .surgery import sparsified, sparsify, unsparsify
@@ -29,10 +29,12 @@ __all__ = [
     "create_model",
     "spatial_topk",
     "random_k",
+    "channel_stats_norm",
     "kernel_status",
     "tune",
     "TopK",
     "RandomK",
+    "ChannelStatsNorm",
     "PlacementSpec",
     "load_placement",
     "sparsify",

@@ -17,13 +17,15 @@ import torch
 import torch.fx
 from torch import nn
 
-from .modules import RandomK, TopK
+from .modules import ChannelStatsNorm, RandomK, TopK
 
-__all__ = ["OPS", "CHILD_NAME", "BASE_ATTR", "NotATensorError", "checked_output", "TopKHook", "hook_keys",
+__all__ = ["OPS", "Op", "CHILD_NAME", "BASE_ATTR", "NotATensorError", "checked_output", "TopKHook", "hook_keys",
            "is_swapped", "sparsified_layers"]
 
-# What sparsify puts after a layer: the Top-K op, or its control (K random positions).
-OPS = {"topk": TopK, "random": RandomK}
+# What sparsify puts after a layer: the Top-K op, or a control: K random positions, or the
+# per-image channel statistics moved toward the dataset's (no selection).
+OPS = {"topk": TopK, "random": RandomK, "stats-norm": ChannelStatsNorm}
+Op = TopK | RandomK | ChannelStatsNorm
 CHILD_NAME = "topk"  # the attached op's name in the module tree (method="module")
 BASE_ATTR = "_topk_plugin_base"  # on a swapped class: the layer's own class
 
@@ -46,7 +48,7 @@ def checked_output(module: nn.Module, output) -> torch.Tensor:
 class TopKHook:
     """Picklable forward hook holding its op; found again by type on removal."""
 
-    def __init__(self, topk: TopK | RandomK):
+    def __init__(self, topk: Op):
         self.topk = topk
 
     def __call__(self, module, inputs, output):
@@ -66,8 +68,8 @@ def is_swapped(module: nn.Module) -> bool:
     return BASE_ATTR in type(module).__dict__
 
 
-def sparsified_layers(model: nn.Module) -> dict[str, TopK | RandomK]:
-    """``{layer name: TopK or RandomK}`` for every layer of ``model`` that ``sparsify`` changed."""
+def sparsified_layers(model: nn.Module) -> dict[str, Op]:
+    """``{layer name: TopK, RandomK or ChannelStatsNorm}`` for every layer of ``model`` that ``sparsify`` changed."""
     found = {}
     for name, module in model.named_modules():
         if is_swapped(module):

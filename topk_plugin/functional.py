@@ -41,6 +41,10 @@ Semantics, in one place:
   or channel-last token tensors ``(n, tokens, c)`` (``channel_dim=-1``, for
   ViT-style models). Any device, float16/bfloat16/float32/float64, contiguous or
   channels_last; the output keeps the input's memory format.
+
+The control op with no selection, :func:`channel_stats_norm` (per-image channel
+statistics moved toward dataset constants), lives in :mod:`topk_plugin.stats_norm`
+and is re-exported here.
 """
 from __future__ import annotations
 
@@ -50,10 +54,11 @@ from fractions import Fraction
 import torch
 
 from .kernel import dispatch, layout, torch_path
+from .stats_norm import channel_stats, channel_stats_norm
 
 __all__ = [
     "spatial_topk", "random_k", "random_mask", "resolve_k", "exact_k", "ExactFraction", "topk_mask", "validate_k", "check_options",
-    "TIES", "MODES", "RANK_BY", "FILLS",
+    "TIES", "MODES", "RANK_BY", "FILLS", "channel_stats_norm", "channel_stats",
 ]
 
 TIES = ("exact", "threshold")

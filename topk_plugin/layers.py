@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .attachment import sparsified_layers
-from .modules import RandomK, TopK
+from .modules import ChannelStatsNorm, RandomK, TopK
 
 __all__ = ["LayerInfo", "UnknownLayerError", "list_layers", "resolve_layers", "format_table", "forward_with_hooks"]
 
@@ -37,11 +37,11 @@ class LayerInfo:
 
 
 def _named_targets(model: nn.Module) -> dict[str, nn.Module]:
-    """Every named submodule except the root and our own TopK/RandomK modules."""
+    """Every named submodule except the root and our own op modules."""
     return {
         name: module
         for name, module in model.named_modules()
-        if name and not isinstance(module, (TopK, RandomK))
+        if name and not isinstance(module, (TopK, RandomK, ChannelStatsNorm))
     }
 
 
@@ -81,12 +81,13 @@ def _match(selector, targets: dict[str, nn.Module], model: nn.Module) -> list[st
     return found
 
 
-def resolve_layers(model: nn.Module, layers, k=None) -> dict[str, object]:
+def resolve_layers(model: nn.Module, layers, k=None, *, what: str = "k") -> dict[str, object]:
     """Map ``layers`` to ``{module name: k}`` in the model's module order.
 
     ``layers`` is a name, a glob pattern (``"features.*"``), an ``nn.Module``
     subclass, a list mixing those, or a mapping from any of those to its own k
-    (a value of ``None`` takes the default ``k``).
+    (a value of ``None`` takes the default ``k``). ``what`` names the value in
+    errors (``"strength"`` for ``op="stats-norm"``).
     """
     targets = _named_targets(model)
     if isinstance(layers, Mapping):
@@ -103,9 +104,9 @@ def resolve_layers(model: nn.Module, layers, k=None) -> dict[str, object]:
     for selector, layer_k in items:
         layer_k = k if layer_k is None else layer_k
         if layer_k is None:
-            raise ValueError(f"no k for layer {selector!r}: pass k= or give it a value in the layers dict")
+            raise ValueError(f"no {what} for layer {selector!r}: pass {what}= or give it a value in the layers dict")
         if not isinstance(layer_k, (numbers.Real, Mapping)):
-            raise TypeError(f"k for layer {selector!r} must be a number, got {layer_k!r}")
+            raise TypeError(f"{what} for layer {selector!r} must be a number, got {layer_k!r}")
         for name in _match(selector, targets, model):
             chosen[name] = layer_k
     order = {name: i for i, name in enumerate(targets)}

@@ -35,7 +35,8 @@ def sparsity_summary(model: nn.Module, example_input) -> list[SparsityRow]:
     fraction of nonzero outputs (over all calls of that layer).
 
     ``nonzero_fraction`` is at most ``K / positions`` and lower when fewer than
-    K entries of a channel are nonzero (e.g. after a ReLU).
+    K entries of a channel are nonzero (e.g. after a ReLU). An op without K
+    (``op="stats-norm"``) has ``k`` and ``K`` None.
     """
     layers = sparsified_layers(model)
     modules = dict(model.named_modules())
@@ -49,12 +50,14 @@ def sparsity_summary(model: nn.Module, example_input) -> list[SparsityRow]:
 
     forward_with_hooks(model, example_input, {name: modules[name] for name in layers}, record)
     rows = []
-    for name, topk in layers.items():
+    for name, op in layers.items():
         calls = stats[name]
+        k = getattr(op, "k", None)
         if not calls:
-            rows.append(SparsityRow(name, topk.k, None, None, None, None, 0))
+            rows.append(SparsityRow(name, k, None, None, None, None, 0))
             continue
         shape, positions = calls[-1][0], calls[-1][1]
         nonzero = sum(c[2] for c in calls) / sum(c[3] for c in calls)
-        rows.append(SparsityRow(name, topk.k, resolve_k(topk.k, positions), positions, shape, nonzero, len(calls)))
+        K = None if k is None else resolve_k(k, positions)
+        rows.append(SparsityRow(name, k, K, positions, shape, nonzero, len(calls)))
     return rows

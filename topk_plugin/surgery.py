@@ -29,6 +29,7 @@ from .attachment import (
     CHILD_NAME,
     OPS,
     NotATensorError,
+    Op,
     TopKHook,
     checked_output,
     hook_keys,
@@ -36,7 +37,7 @@ from .attachment import (
     sparsified_layers,
 )
 from .layers import resolve_layers
-from .modules import RandomK, TopK
+from .modules import ChannelStatsNorm, RandomK, TopK
 from .placement_spec import PlacementSpec, load_placement
 
 __all__ = ["sparsify", "unsparsify", "sparsified", "sparsified_layers", "attached", "METHODS", "OPS", "NotATensorError"]
@@ -142,7 +143,23 @@ def _layer_seed(seed: int, name: str) -> int:
     return (int(seed) * 1_000_003 + zlib.crc32(name.encode())) % (1 << 62)
 
 
-def _make_op(name: str, layer_k, op: str, options: dict, seed: int) -> TopK | RandomK:
+_TOPK_DEFAULTS = dict(ties="exact", mode="keep", rank_by="abs", invert=False, fill="zero")
+
+
+def _make_stats_norm(layer_value, options: dict) -> ChannelStatsNorm:
+    """``op="stats-norm"``: a layer's value is its strength, or a dict of ``ChannelStatsNorm`` options."""
+    for key, default in _TOPK_DEFAULTS.items():
+        if options[key] != default:
+            raise ValueError(f"{key}= has no meaning for op='stats-norm' (it selects nothing); leave it at {default!r}")
+    settings = dict(layer_value) if isinstance(layer_value, Mapping) else {"strength": layer_value}
+    if "k" in settings:
+        raise ValueError("op='stats-norm' has no K: give each layer its strength (in (0, 1]) instead of k")
+    return ChannelStatsNorm(**{"channel_dim": options["channel_dim"], **settings})
+
+
+def _make_op(name: str, layer_k, op: str, options: dict, seed: int) -> Op:
+    if op == "stats-norm":
+        return _make_stats_norm(layer_k, options)
     settings = {**options, **layer_k} if isinstance(layer_k, Mapping) else {**options, "k": layer_k}
     if op == "topk":
         return TopK(**settings)
@@ -168,6 +185,7 @@ def sparsify(
     *,
     method: str = "module",
     op: str = "topk",
+    strength: float | None = None,
     seed: int = 0,
     ties: str = "exact",
     mode: str = "keep",
@@ -176,7 +194,7 @@ def sparsify(
     channel_dim: int = 1,
     fill: str = "zero",
 ) -> nn.Module:
-    """Apply spatial Top-K (or its random-K control) to the output of each selected layer, in place.
+    """Apply spatial Top-K (or a control op) to the output of each selected layer, in place.
 
     Args:
         model: any ``nn.Module`` (timm, torchvision, your own).
@@ -188,8 +206,15 @@ def sparsify(
             the layers, K, op and options (pass only ``method``).
         k: fraction in (0, 1] or int count, for layers without their own.
         method: ``"module"`` (visible ``TopK`` children) or ``"hook"``.
-        op: ``"topk"`` (``TopK``) or ``"random"`` (``RandomK``: K random
-            positions per channel, the control for Top-K; same K rule).
+        op: ``"topk"`` (``TopK``), ``"random"`` (``RandomK``: K random
+            positions per channel, the control for Top-K; same K rule) or
+            ``"stats-norm"`` (``ChannelStatsNorm``: each image's per-channel mean
+            and standard deviation moved toward dataset constants by ``strength``;
+            no K. Run :func:`topk_plugin.calibrate` before use, or give each layer
+            its ``mean`` and ``std`` in a dict / placement spec).
+        strength: for ``op="stats-norm"`` only: in (0, 1], for layers without
+            their own (a layers dict then maps to strengths, or to dicts of
+            ``ChannelStatsNorm`` options).
         seed: for ``op="random"``; each layer draws from its own stream,
             fixed by ``seed`` and the layer name.
         ties, mode, rank_by, invert, channel_dim: see
@@ -200,7 +225,8 @@ def sparsify(
             (zero, then one calibrated constant per channel is added to the whole
             channel, kept entries included; run :func:`topk_plugin.calibrate`
             before use, or give each layer its ``shift`` in a dict / placement
-            spec). ``op="topk"`` only.
+            spec). ``op="topk"`` only; ``op="stats-norm"`` takes none of
+            ``ties``, ``mode``, ``rank_by``, ``invert``, ``fill``.
 
     Returns ``model`` itself. Undo with :func:`unsparsify`. A module reached
     several times in one forward (e.g. a shared ReLU) is sparsified at each call.
@@ -211,7 +237,7 @@ def sparsify(
         raise ValueError(f"op={op!r} is not one of {', '.join(map(repr, OPS))}")
     if _is_spec(model, layers):
         spec = load_placement(layers)
-        given = dict(k=k, op=op, seed=seed, ties=ties, mode=mode, rank_by=rank_by, invert=invert, channel_dim=channel_dim,
+        given = dict(k=k, op=op, strength=strength, seed=seed, ties=ties, mode=mode, rank_by=rank_by, invert=invert, channel_dim=channel_dim,
                      fill=fill)
         defaults = inspect.signature(sparsify).parameters
         clash = [key for key, value in given.items() if value != defaults[key].default]
@@ -220,7 +246,14 @@ def sparsify(
                              "(edit the spec, or pass the layers and k directly)")
         return sparsify(model, method=method, **spec.sparsify_kwargs())
     options = dict(ties=ties, mode=mode, rank_by=rank_by, invert=invert, channel_dim=channel_dim, fill=fill)
-    chosen = resolve_layers(model, layers, k)
+    if op == "stats-norm":
+        if k is not None:
+            raise ValueError(f"op='stats-norm' has no K (it selects nothing): pass strength={k!r} instead of k")
+        chosen = resolve_layers(model, layers, strength, what="strength")
+    else:
+        if strength is not None:
+            raise ValueError(f"strength= is only used with op='stats-norm', not op={op!r} (whose parameter is k)")
+        chosen = resolve_layers(model, layers, k)
     modules = dict(model.named_modules())
     already = sparsified_layers(model)
     topks = {}

@@ -9,7 +9,7 @@ import pytest
 import topk_plugin
 from search.test_search import crash_in_phase_two, data, tiny_classifier  # noqa: F401 (fixture)
 from topk_plugin.search import Setting, search_placement
-from topk_plugin.search.shifts import calibrate_settings
+from topk_plugin.search.calibration import calibrate_settings
 from topk_plugin.shape_bias.batches import model_normalization, stream_batches
 from topk_plugin.shape_bias.evaluate import evaluate_model
 from topk_plugin.shape_bias.imagenet import evaluate_imagenet
@@ -45,7 +45,7 @@ def test_search_over_fills_spec_reproduces_and_resume(data, tmp_path, monkeypatc
     fills = {s.fill for s in whole.evaluated}
     assert fills == {"zero", "shift"} and any(len(s.layers) == 2 and s.fill == "shift" for s in whole.evaluated)
     shift_settings = [s for s in whole.evaluated if s.fill == "shift"]
-    assert set(whole.shifts) >= set(shift_settings)
+    assert set(whole.calibration) >= set(shift_settings)
     assert all(s.fill == "zero" for s in whole.controls)  # the random control is of the paper's op
     # the decomposition: the best's layers and K with each fill, on the report images
     rows = whole.to_json()["decomposition"]
@@ -69,7 +69,7 @@ def test_search_over_fills_spec_reproduces_and_resume(data, tmp_path, monkeypatc
     monkeypatch.setattr(search_module, "evaluate_settings", real)
     resumed = search_placement(tiny_classifier(), cue, imagenet, **{**kw, "checkpoint": tmp_path / "ck2.json"},
                                resume=True)
-    assert resumed.shifts == whole.shifts
+    assert resumed.calibration == whole.calibration
 
     def scores(result):  # as text: NaN (no shape or texture decision) compares equal to itself
         return json.dumps({**result.to_json(), "timing": None}, sort_keys=True)

@@ -195,3 +195,38 @@ def test_search_placement_over_fills(tiny_set, weights, imagenet_dir, tmp_path, 
     with pytest.raises(SystemExit):
         main(["search-placement", "--model", "tv:squeezenet1_1", "--imagenet", str(imagenet_dir), "--fill", "mean"])
     assert "invalid choice: 'mean'" in capsys.readouterr().err
+
+
+def test_search_placement_two_families(tiny_set, weights, imagenet_dir, tmp_path, capsys):
+    import csv
+
+    import topk_plugin
+
+    out = tmp_path / "families"
+    code = main(["search-placement", "--model", "tv:squeezenet1_1", "--weights", str(weights), "--data", str(tiny_set),
+                 "--imagenet", str(imagenet_dir), "--layers", "features.3", "features.6", "--topk", "0.5",
+                 "--op", "topk", "stats-norm", "--strength", "0.5", "1", "--max-layers", "1", "--budget", "100",
+                 "--out", str(out), "--batch-size", "128", "--workers", "0", "--no-control"])
+    assert code == 0
+    table = capsys.readouterr().out
+    assert "-- front: Top-K" in table and "-- front: stats-norm control" in table
+    assert "best Top-K within 100 points" in table and "best stats-norm within 100 points" in table
+    assert "best stats-norm minus best Top-K (paired on the same images):" in table and "held-out images:" in table
+    rows = list(csv.DictReader((out / "evaluated.csv").open()))
+    control = sorted((r["strength"], r["layers"], r["topk"], r["fill"]) for r in rows if r["op"] == "stats-norm")
+    assert control == [("0.5", "features.3", "", ""), ("0.5", "features.6", "", ""), ("1.0", "features.3", "", ""),
+                       ("1.0", "features.6", "", "")]
+    summary = json.loads((out / "search.json").read_text())
+    assert set(summary["comparison"]["held_out"]) == {"delta_shape_bias", "delta_shape_bias_ci", "delta_top1",
+                                                     "delta_top1_ci"}
+    spec = topk_plugin.load_placement(out / "best_stats_norm_placement.json")
+    assert spec.op == "stats-norm" and spec.layers == {
+        layer: {"strength": summary["families"]["stats-norm"]["best"]["strength"]}
+        for layer in summary["families"]["stats-norm"]["best"]["layers"]}
+    assert topk_plugin.load_placement(out / "best_placement.json").op == "topk"
+    with pytest.raises(SystemExit):
+        main(["search-placement", "--model", "tv:squeezenet1_1", "--imagenet", str(imagenet_dir), "--op", "random"])
+    assert "invalid choice: 'random'" in capsys.readouterr().err
+    assert main(["search-placement", "--model", "tv:squeezenet1_1", "--imagenet", str(imagenet_dir), "--op",
+                 "stats-norm", "--strength", "1.5", "--out", str(tmp_path / "bad")]) == 2
+    assert "--strength 1.5 must lie in (0, 1]" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from pathlib import Path
 from .._io import atomic_write_json, atomic_write_text, json_safe, staged_outputs
 from ..distributed import current
 from ..functional import FILLS
+from ..search.evaluate import FAMILIES
 from ..shape_bias.datasets import SHAPE_ONLY
 from ..shape_bias.intervals import format_field
 from .argtypes import add_evaluation_options, check_fractions, pick_device, positive_int
@@ -19,6 +20,7 @@ from .datasets import data_folders, humans_by_dataset, load_stimuli
 from .preflight import check_layers, dense_base
 from .suite_output import SHAPE_ONLY_KEYS, csv_cells, csv_names, shape_only_table
 
+CONTROL_SPEC = "best_stats_norm_placement.json"  # the stats-norm family's best, with --op topk stats-norm
 HELP = "search Top-K placements: the Pareto front of shape bias vs ImageNet top-1, and the best within a budget"
 
 
@@ -48,6 +50,12 @@ def add_parser(sub) -> None:
     p.add_argument("--fill", nargs="+", choices=FILLS, default=["zero"], metavar="FILL",
                    help="fills to search: zero (the paper), shift (a per-channel constant calibrated on the search's "
                         "ImageNet images), image-mean (the ablation) (default: zero)")
+    p.add_argument("--op", nargs="+", choices=FAMILIES, default=["topk"], metavar="OP", dest="ops",
+                   help="op families searched side by side over the same layers: topk, stats-norm (the per-image "
+                        "channel-statistics control: each image's channel mean and std moved toward dataset constants "
+                        "calibrated on the search's ImageNet images) (default: topk)")
+    p.add_argument("--strength", nargs="+", type=float, default=[0.1, 0.2, 0.35, 0.5], metavar="A",
+                   help="strengths in (0, 1] of the stats-norm control (default: 0.1 0.2 0.35 0.5)")
     p.add_argument("--layers", nargs="+", metavar="NAME", help="candidate layers (default: every step of the sequential trunks)")
     p.add_argument("--no-control", dest="control", action="store_false", help="skip the random-K control")
     p.add_argument("--no-cache", dest="cache", action="store_false",
@@ -66,6 +74,8 @@ def add_parser(sub) -> None:
 
 
 def _name(row: dict) -> str:
+    if row.get("op") == "stats-norm":
+        return f"stats-norm a={row['strength']:g} @ {'+'.join(row['layers'])}"
     fill = row.get("fill", "zero")
     return f"{row['topk']:g} @ {'+'.join(row['layers'])}" + ("" if fill == "zero" else f" fill={fill}")
 
@@ -85,9 +95,35 @@ def _decomposition(rows: list) -> list[str]:
     return lines
 
 
+def _best_line(summary: dict, best: dict | None, what: str, held: bool, side: str) -> str:
+    if best is None:
+        return f"best {what}within {summary['budget']:g} points: none"
+    where = best.get("report") if held else best
+    return (f"best {what}within {summary['budget']:g} points (chosen on the {side}): {_name(best)}; "
+            + ("held-out: " if held else "")
+            + f"shape bias {format_field(where, 'shape_bias')}, {format_field(where, 'delta_shape_bias')} vs dense; "
+              f"top-1 {format_field(where, 'imagenet_top1')}, {format_field(where, 'delta_top1')} vs dense")
+
+
+def _comparison(summary: dict) -> list[str]:
+    """Best stats-norm minus best Top-K, paired on the same images."""
+    comparison = summary.get("comparison")
+    if "families" not in summary or "stats-norm" not in summary["families"] or "topk" not in summary["families"]:
+        return []
+    if comparison is None:
+        return ["", "best stats-norm minus best Top-K: - (a family has no setting within the budget)"]
+    lines = ["", "best stats-norm minus best Top-K (paired on the same images):"]
+    for key, label in (("search", "search images"), ("held_out", "held-out images")):
+        if key in comparison:
+            d = comparison[key]
+            lines.append(f"  {label + ':':<17} shape bias {format_field(d, 'delta_shape_bias')}, "
+                         f"top-1 {format_field(d, 'delta_top1')}")
+    return lines
+
+
 def _table(summary: dict, shape_only_rows: list[dict] = ()) -> str:
     held = summary.get("holdout") is not None
-    name_w = 40
+    name_w = 44
 
     def line(name, row):
         text = f"{name:<{name_w}} {format_field(row, 'shape_bias'):>21} {format_field(row, 'imagenet_top1'):>21}"
@@ -108,19 +144,18 @@ def _table(summary: dict, shape_only_rows: list[dict] = ()) -> str:
     lines = [f"({side}{'; right of |: held-out images' if held else ''}; [95% CI] bootstrap over images; "
              "'vs dense': paired difference)", head + f" {'rand.sb':>8} {'rand.top1':>9}",
              line("dense", summary["dense"])]
-    for row in summary["front"]:
-        lines.append(line(_name(row), row))
-    best = summary["best"]
-    lines.append("")
-    if best is None:
-        lines.append(f"best within {summary['budget']:g} points: none")
+    families = summary.get("families")
+    if families is None:
+        lines += [line(_name(row), row) for row in summary["front"]]
+        lines += ["", _best_line(summary, summary["best"], "", held, side)]
     else:
-        where = best.get("report") if held else best
-        lines.append(f"best within {summary['budget']:g} points (chosen on the {side}): "
-                     f"{_name(best)}; "
-                     + ("held-out: " if held else "")
-                     + f"shape bias {format_field(where, 'shape_bias')}, {format_field(where, 'delta_shape_bias')} vs dense; "
-                       f"top-1 {format_field(where, 'imagenet_top1')}, {format_field(where, 'delta_top1')} vs dense")
+        for family, part in families.items():
+            lines.append(f"-- front: {'Top-K' if family == 'topk' else 'stats-norm control'}")
+            lines += [line(_name(row), row) for row in part["front"]]
+        lines.append("")
+        for family, part in families.items():
+            lines.append(_best_line(summary, part["best"], "Top-K " if family == "topk" else "stats-norm ", held, side))
+        lines += _comparison(summary)
     lines += _decomposition(summary.get("decomposition", []))
     if shape_only_rows:
         humans = [v["humans"] for v in summary.get("shape_only", {}).values() if v.get("humans")]
@@ -148,12 +183,13 @@ def _csv(summary: dict) -> str:
     names = [n for key in _CSV_SCORES for n in ((f"{key}_lo", f"{key}_hi") if key.endswith("_ci") else (key,))]
     datasets = list(summary.get("shape_only", {}))
     shape_only = [n for d in datasets for n in csv_names(SHAPE_ONLY_KEYS, prefix=f"{d}_")]
-    writer.writerow(["op", "fill", "topk", "layers", *names, *(f"held_out_{n}" for n in names), *shape_only])
+    writer.writerow(["op", "fill", "topk", "strength", "layers", *names, *(f"held_out_{n}" for n in names), *shape_only])
     rows = [summary["dense"]] + summary["evaluated"] + [r["control"] | {"layers": r["layers"], "topk": r["topk"]}
                                                        for r in summary["evaluated"] if "control" in r]
     for r in rows:
-        writer.writerow([r["op"], r.get("fill", "zero"), r.get("topk", 0), "+".join(r.get("layers", [])), *_csv_cells(r),
-                         *_csv_cells(r.get("report")),
+        stats_norm = r["op"] == "stats-norm"  # a strength, no K or fill
+        writer.writerow([r["op"], None if stats_norm else r.get("fill", "zero"), None if stats_norm else r.get("topk", 0),
+                         r.get("strength"), "+".join(r.get("layers", [])), *_csv_cells(r), *_csv_cells(r.get("report")),
                          *(c for d in datasets for c in csv_cells((r.get("shape_only") or {}).get(d), SHAPE_ONLY_KEYS))])
     return buf.getvalue()
 
@@ -176,6 +212,10 @@ def run(args: argparse.Namespace) -> int:
     from .models import load_model
 
     check_fractions(args.topk, dense_zero=False)
+    for a in args.strength:
+        if not 0 < a <= 1:
+            raise ValueError(f"--strength {a:g} must lie in (0, 1] (1 replaces each image's channel statistics by the "
+                             "dataset's)")
     if not math.isfinite(args.budget) or args.budget < 0:
         raise ValueError(f"--budget {args.budget:g} must be a number >= 0 (percentage points of top-1 below dense; "
                          "100 allows any loss)")
@@ -201,12 +241,15 @@ def run(args: argparse.Namespace) -> int:
         max_layers=args.max_layers, beam=args.beam, budget=args.budget, control=args.control, cache=args.cache,
         seed=args.seed, batch_size=args.batch_size, workers=args.workers, device=device,
         progress=not args.json or sys.stderr.isatty(), checkpoint=out / "search.checkpoint.json", resume=args.resume,
-        report=report, holdout=holdout, fills=args.fill, shape_only=shape_only, humans=humans,
+        report=report, holdout=holdout, fills=args.fill, ops=args.ops, strengths=args.strength,
+        shape_only=shape_only, humans=humans,
     )
     if not current().main:
         return 0  # under torchrun every process has the result; rank 0 writes and prints it
     summary = json_safe(result.to_json())
     spec = result.best_spec()
+    # the control's best beside Top-K's (when both were searched), so users can run it too
+    control_spec = result.best_spec("stats-norm") if "topk" in args.ops and "stats-norm" in args.ops else None
     with staged_outputs(out) as stage:  # every result file at once, or none; the checkpoint stays for --resume
         atomic_write_json(stage / "search.json", summary)
         atomic_write_text(stage / "evaluated.csv", _csv(summary))
@@ -215,15 +258,19 @@ def run(args: argparse.Namespace) -> int:
             plots += result.plot_shape_only(stage / "shape_only.png")
         if spec is not None:
             spec.save(stage / "best_placement.json")
+        if control_spec is not None:
+            control_spec.save(stage / CONTROL_SPEC)
     summary["plots"] = [str(out / Path(p).name) for p in plots]
     summary["placement_spec"] = None if spec is None else str(out / "best_placement.json")
+    if control_spec is not None:
+        summary["control_placement_spec"] = str(out / CONTROL_SPEC)
     summary["outputs"] = {"json": str(out / "search.json"), "csv": str(out / "evaluated.csv")}
     if args.json:
         print(json.dumps(summary))
     else:
         print(_table(summary, json_safe(result.shape_only_rows())))
         print(f"\nwrote {out}/ (search.json, evaluated.csv, front.png/.pdf" + (", shape_only.png/.pdf" if shape_only else "")
-              + (", best_placement.json)" if spec else ")"))
+              + (", best_placement.json" if spec else "") + (f", {CONTROL_SPEC}" if control_spec else "") + ")")
         if spec:
             weights = f", weights_path={args.weights!r}" if args.weights else ""
             print(f"use it: topk_plugin.create_model({args.model!r}{weights}, "

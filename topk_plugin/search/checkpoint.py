@@ -2,9 +2,13 @@
 
 The file holds the search's configuration (a resume with other settings is
 refused, naming what differs), the dense scores, and the scores of every
-finished phase, per-image decisions included, and the calibrated shifts of
-its ``fill="shift"`` settings, so a resumed search returns
+finished phase, per-image decisions included, and the calibrated constants of
+its ``fill="shift"`` and ``op="stats-norm"`` settings, so a resumed search returns
 exactly what an uninterrupted one would.
+
+A Top-K setting is written as ``{"layers", "k", "op", "fill"}`` (as before the
+control existed, so older checkpoints still resume), a stats-norm setting as
+``{"layers", "op", "strength"}``.
 """
 from __future__ import annotations
 
@@ -26,11 +30,13 @@ FORMAT = "topk-plugin.search-checkpoint"
 
 
 def _setting_json(s: Setting) -> dict:
+    if s.op == "stats-norm":
+        return {"layers": list(s.layers), "op": s.op, "strength": s.strength}
     return {"layers": list(s.layers), "k": s.k, "op": s.op, "fill": s.fill}
 
 
 def _setting(d: dict) -> Setting:
-    return Setting(tuple(d["layers"]), d["k"], d["op"], d.get("fill", "zero"))
+    return Setting(tuple(d["layers"]), d.get("k"), d["op"], d.get("fill", "zero"), d.get("strength"))
 
 
 def _scores_json(v: Scores) -> dict:
@@ -56,7 +62,7 @@ class SearchCheckpoint:
         self.phase_dense: dict[str, Scores] = {}  # the dense model in phases on other images (the report half)
         self.phases: dict[str, dict] = {}
         self.timing: dict = {}
-        self.shifts: dict = {}  # fill="shift" Setting -> {layer: shift as a list}, saved with the next phase
+        self.calibration: dict = {}  # Setting -> {layer: constants} (see Setting.ops), saved with the next phase
         if resume and self.path is not None and self.path.is_file():
             self._load()
 
@@ -72,7 +78,8 @@ class SearchCheckpoint:
                 phase: {_setting(s): _scores(v) for s, v in rows} for phase, rows in data["phases"].items()
             }
             self.timing = dict(data.get("timing", {}))
-            self.shifts = {_setting(s): v for s, v in data.get("shifts", [])}
+            # "shifts": written before the stats-norm control, when only shifts were calibrated
+            self.calibration = {_setting(s): v for s, v in data.get("calibration", data.get("shifts", []))}
         except (KeyError, TypeError, ValueError, AttributeError) as error:  # an entry edited or cut away
             raise checkpoint_error(self.path, f"an entry is missing or malformed ({type(error).__name__}: {error})") \
                 from None
@@ -99,5 +106,5 @@ class SearchCheckpoint:
             "phase_dense": {p: _scores_json(v) for p, v in self.phase_dense.items()},
             "phases": {p: [[_setting_json(s), _scores_json(v)] for s, v in rows.items()] for p, rows in self.phases.items()},
             "timing": self.timing,
-            "shifts": [[_setting_json(s), v] for s, v in self.shifts.items()],
+            "calibration": [[_setting_json(s), v] for s, v in self.calibration.items()],
         })

@@ -19,35 +19,83 @@ from tqdm.auto import tqdm
 
 from .._model import model_device, model_dtype
 from ..distributed import current, gather, in_index_order, shard
-from ..modules import RandomK, TopK
+from ..modules import ChannelStatsNorm, RandomK, TopK
 from ..shape_bias.batches import inference, model_normalization, stream_batches
 from ..shape_bias.evaluate import stimulus_trials
 from ..shape_bias.imagenet import ImageNetImages, top1_hits
 from ..shape_bias.metrics import shape_bias
 from ..shape_bias.stimuli import Stimuli
+from ..stats_norm import validate_strength
 from ..surgery import _layer_seed, attached
 from .prefix import PrefixRunner
 
-__all__ = ["Setting", "Scores", "evaluate_settings"]
+__all__ = ["Setting", "Scores", "evaluate_settings", "FAMILIES"]
+
+
+# The op families a search compares, each with its own parameter: Top-K (K, as a fraction, and a
+# fill) and the per-image channel-statistics control (a strength). "random" is Top-K's control of
+# the positions (same K), scored beside the Top-K front, not a family of its own.
+FAMILIES = ("topk", "stats-norm")
 
 
 @dataclass(frozen=True)
 class Setting:
-    """One placement: the op after each of ``layers``, all with the same K and fill."""
+    """One placement: the op after each of ``layers``, all with the same parameter.
+
+    ``op="topk"`` / ``"random"``: ``k`` (a fraction) and ``fill``. ``op="stats-norm"``:
+    ``strength`` in (0, 1] and no ``k`` or ``fill`` (both None), e.g.
+    ``Setting(("features.7",), op="stats-norm", strength=0.35)``.
+    """
 
     layers: tuple[str, ...]
-    k: float
+    k: float | None = None
     op: str = "topk"
-    fill: str = "zero"
+    fill: str | None = "zero"
+    strength: float | None = None
+
+    def __post_init__(self):
+        if self.op == "stats-norm":
+            if self.k is not None:
+                raise ValueError(f"a stats-norm setting has a strength, not a K (got k={self.k!r})")
+            if self.fill not in (None, "zero"):
+                raise ValueError(f"a stats-norm setting has no fill (got fill={self.fill!r})")
+            object.__setattr__(self, "fill", None)  # "zero" is only the field's default
+            object.__setattr__(self, "strength", validate_strength(self.strength))
+        elif self.op in ("topk", "random"):
+            if self.k is None or self.strength is not None:
+                raise ValueError(f"a {self.op} setting has a K and no strength (got k={self.k!r}, "
+                                 f"strength={self.strength!r})")
+        else:
+            raise ValueError(f"op={self.op!r} is not one of 'topk', 'random', 'stats-norm'")
+
+    @property
+    def family(self) -> str:
+        """``"stats-norm"`` for the control op, else ``"topk"``."""
+        return "stats-norm" if self.op == "stats-norm" else "topk"
+
+    def parameter(self) -> str:
+        """``k=0.2`` (with ``fill=...`` unless zero) or ``strength=0.35``: the setting without its layers."""
+        if self.op == "stats-norm":
+            return f"strength={self.strength:g}"
+        return f"k={self.k:g}" + ("" if self.fill == "zero" else f" fill={self.fill}")
 
     def label(self) -> str:
+        if self.op == "stats-norm":
+            return f"stats-norm {self.strength:g} @ {'+'.join(self.layers)}"
         return f"{self.op} {self.k:g} @ {'+'.join(self.layers)}" + ("" if self.fill == "zero" else f" fill={self.fill}")
 
-    def ops(self, seed: int, shifts: dict | None = None) -> dict[str, nn.Module]:
-        """Fresh op modules, one per layer (``RandomK`` streams as ``sparsify(op='random', seed=seed)``;
-        ``shifts``: ``{layer: shift}`` for ``fill="shift"``)."""
+    def ops(self, seed: int, constants: dict | None = None) -> dict[str, nn.Module]:
+        """Fresh op modules, one per layer (``RandomK`` streams as ``sparsify(op='random', seed=seed)``).
+
+        ``constants``: calibrated values per layer, ``{layer: shift list}`` for ``fill="shift"``,
+        ``{layer: {"mean": [...], "std": [...]}}`` for ``op="stats-norm"``; layers without one are
+        uncalibrated (``topk_plugin.calibrate`` measures them).
+        """
+        constants = constants or {}
+        if self.op == "stats-norm":
+            return {layer: ChannelStatsNorm(self.strength, **constants.get(layer, {})) for layer in self.layers}
         if self.op == "topk":
-            return {layer: TopK(self.k, fill=self.fill, shift=(shifts or {}).get(layer)) for layer in self.layers}
+            return {layer: TopK(self.k, fill=self.fill, shift=constants.get(layer)) for layer in self.layers}
         return {layer: RandomK(self.k, seed=_layer_seed(seed, layer)) for layer in self.layers}
 
 
@@ -103,7 +151,7 @@ def evaluate_settings(
     device=None,
     progress: bool = True,
     dense: bool = True,
-    shifts: dict | None = None,
+    calibration: dict | None = None,
 ) -> tuple[Scores | None, dict[Setting, Scores], dict]:
     """``(dense scores, {setting: scores}, timing)`` for ``model`` on both data sets.
 
@@ -115,10 +163,11 @@ def evaluate_settings(
     with ``cache=True`` and none given one is built for the settings' layers.
     ``dense=False`` skips the dense model (its scores are then None; with the
     cache, each batch stops after the last layer a setting starts at).
-    ``shifts``: ``{setting: {layer: shift}}`` for the ``fill="shift"`` settings.
+    ``calibration``: ``{setting: constants}`` of the settings that need them (``fill="shift"``,
+    ``op="stats-norm"``; see :meth:`Setting.ops`).
     """
     settings = list(dict.fromkeys(settings))
-    ops = {s: s.ops(seed, (shifts or {}).get(s)) for s in settings}
+    ops = {s: s.ops(seed, (calibration or {}).get(s)) for s in settings}
     if cache and runner is None:
         runner = PrefixRunner(model, list(dict.fromkeys(layer for s in settings for layer in s.layers)))
     starts = defaultdict(list)

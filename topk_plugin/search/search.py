@@ -2,30 +2,32 @@
 
 Phases, each one pass over the data (``evaluate_settings``):
 
-1. every eligible single layer at every K;
-2. combinations of 2..``max_layers`` of the ``beam`` best single layers per K
-   (best shape bias among those within the budget);
-3. the random-K control (same layers and K) for every front point and the best;
-4. (reporting only) with held-out images, the front, the best and dense again on them;
-   and on every shape-only dataset given (edge, silhouette, ...), the front, the
-   best and dense: 16-class accuracy and error consistency with the humans,
-   never used for choosing.
+1. every eligible single layer at every parameter of every op family: each K
+   (and fill) for Top-K, each strength for the ``"stats-norm"`` control;
+2. combinations of 2..``max_layers`` of the ``beam`` best single layers per
+   parameter (best shape bias among those within the budget);
+3. the random-K control (same layers and K) for every Top-K front point and the best;
+4. (reporting only) with held-out images, the fronts, the bests and dense again on them;
+   and on every shape-only dataset given (edge, silhouette, ...), the same settings:
+   16-class accuracy and error consistency with the humans, never used for choosing.
 
 Each phase searches every fill in ``fills`` (``"zero"``, the paper's op, by
-default); the ``fill="shift"`` settings are calibrated on the search's own
-ImageNet images (unlabeled use) before they are scored. With held-out images,
-the best is also reported with every fill at its layers and K (the
-decomposition: zero / shift / image-mean).
+default); the ``fill="shift"`` and ``"stats-norm"`` settings are calibrated on
+the search's own ImageNet images (unlabeled use) before they are scored. With
+held-out images, the fronts and bests are scored again there, and the Top-K
+best is also reported with every fill at its layers and K (the decomposition:
+zero / shift / image-mean).
 
 The result holds every evaluated setting, the Pareto front of shape bias vs
-ImageNet top-1, and ``best``: the highest shape bias with top-1 at most
-``budget`` percentage points below the dense model.
+ImageNet top-1 and ``best`` of each family (the highest shape bias with top-1
+at most ``budget`` percentage points below the dense model), and with both
+families their paired difference (``SearchResult.comparison``).
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -33,203 +35,19 @@ from torch import nn
 from .._model import model_device, model_dtype
 from ..distributed import current
 from ..functional import FILLS
-from ..placement_spec import PlacementSpec
 from ..shape_bias.batches import inference, model_normalization, stream_batches
 from ..shape_bias.dataset import CueConflictDataset
 from ..shape_bias.imagenet import ImageNetImages
-from ..shape_bias.intervals import cue_conflict_intervals, top1_intervals
-from ..shape_bias.plot import plot_tradeoff
-from ..shape_bias.plot_suite import plot_shape_only
-from ..shape_bias.shape_only_scores import human_reference, setting_scores
+from ..stats_norm import validate_strength
+from .calibration import calibrate_settings, needs_calibration
 from .candidates import eligible_layers
 from .checkpoint import SearchCheckpoint
-from .evaluate import Scores, Setting, evaluate_settings
+from .evaluate import FAMILIES, Setting, evaluate_settings
 from .front import best_within_budget, pareto_front
 from .prefix import PrefixRunner, TraceError
-from .shifts import calibrate_settings
+from .result import SearchResult, ShapeOnlyScores
 
 __all__ = ["SearchResult", "ShapeOnlyScores", "search_placement"]
-
-
-def scores_with_intervals(scores: Scores, labels: list, dense: Scores | None = None, seed: int = 0) -> dict:
-    """``scores`` as JSON plus ``*_ci`` and, given ``dense`` on the same images, ``delta_*`` and their ``_ci``."""
-    row = scores.to_json()
-    if labels and scores.decisions:
-        row.update(cue_conflict_intervals(scores.decisions, labels, None if dense is None else dense.decisions, seed=seed))
-    if scores.hits:
-        row.update(top1_intervals(scores.hits, None if dense is None else dense.hits, seed=seed))
-    return row
-
-
-@dataclass
-class SearchResult:
-    model: str
-    candidates: list[str]
-    budget: float
-    dense: Scores
-    evaluated: dict  # Setting -> Scores (Top-K)
-    front: list  # Settings
-    best: Setting | None
-    controls: dict = field(default_factory=dict)  # Top-K Setting -> random-K Scores
-    timing: dict = field(default_factory=dict)
-    labels: list = field(default_factory=list)  # (shape, texture) per search cue-conflict image
-    report: dict = field(default_factory=dict)  # Setting -> Scores on the held-out images
-    report_dense: Scores | None = None
-    report_labels: list = field(default_factory=list)
-    holdout: dict | None = None  # how the images were split (None: no held-out report)
-    shifts: dict = field(default_factory=dict)  # fill="shift" Setting -> {layer: calibrated shift}
-    decomposition: list = field(default_factory=list)  # the best's layers and K with each fill (held out)
-    shape_only: dict = field(default_factory=dict)  # dataset -> ShapeOnlyScores of dense, front, best, decomposition
-    seed: int = 0  # the search's seed: the random-K control's and the bootstrap intervals'
-    _rows: dict = field(default_factory=dict, repr=False, compare=False)  # intervals, computed once per row
-
-    def _with_intervals(self, scores: Scores, labels: list, dense: Scores | None) -> dict:
-        key = (id(scores), id(dense))
-        if key not in self._rows:
-            self._rows[key] = scores_with_intervals(scores, labels, dense, seed=self.seed)
-        return dict(self._rows[key])
-
-    def _scores(self, scores: Scores, dense: Scores | None) -> dict:
-        return self._with_intervals(scores, self.labels, dense)
-
-    def _reported(self, s) -> dict:
-        scores, dense = (self.report_dense, None) if s is None else (self.report[s], self.report_dense)
-        return self._with_intervals(scores, self.report_labels, dense)
-
-    def _shape_only(self, s) -> dict:
-        """``{dataset: accuracy and error consistency row}`` of setting ``s`` (None: dense) where it was scored."""
-        out = {}
-        for name, part in self.shape_only.items():
-            if s is not None and s not in part.settings:
-                continue
-            key = ("shape-only", name, s)
-            if key not in self._rows:
-                scores, dense = (part.dense, None) if s is None else (part.settings[s], part.dense)
-                self._rows[key] = setting_scores(scores.decisions, part.names, part.categories,
-                                                 dense_decisions=None if dense is None else dense.decisions,
-                                                 humans=part.humans, seed=self.seed)
-            out[name] = dict(self._rows[key])
-        return out
-
-    def _row(self, s: Setting) -> dict:
-        row = {"layers": list(s.layers), "topk": s.k, "op": s.op, "fill": s.fill,
-               **self._scores(self.evaluated[s], self.dense)}
-        if s in self.controls:
-            row["control"] = {"op": "random", **self._scores(self.controls[s], self.dense)}
-        if s in self.report:
-            row["report"] = self._reported(s)
-        shape_only = self._shape_only(s)
-        if shape_only:
-            row["shape_only"] = shape_only
-        return row
-
-    def _decomposition(self) -> list[dict]:
-        """The best's layers and K with each fill on the held-out images, each also paired with fill='zero'."""
-        zero = next((s for s in self.decomposition if s.fill == "zero"), None)
-        rows = []
-        for s in self.decomposition:
-            row = {"layers": list(s.layers), "topk": s.k, "fill": s.fill, **self._reported(s)}
-            if zero is not None and s != zero:
-                paired = self._with_intervals(self.report[s], self.report_labels, self.report[zero])
-                row["vs_zero"] = {key: value for key, value in paired.items() if key.startswith("delta_")}
-            shape_only = self._shape_only(s)
-            if shape_only:
-                row["shape_only"] = shape_only
-            rows.append(row)
-        return rows
-
-    def to_json(self) -> dict:
-        dense = {"op": "dense", **self._scores(self.dense, None)}
-        if self.report_dense is not None:
-            dense["report"] = self._reported(None)
-        if self.shape_only:
-            dense["shape_only"] = self._shape_only(None)
-        return {
-            "model": self.model,
-            "seed": self.seed,
-            "budget": self.budget,
-            "candidates": self.candidates,
-            "holdout": self.holdout,
-            "dense": dense,
-            "front": [self._row(s) for s in self.front],
-            "best": None if self.best is None else self._row(self.best),
-            "evaluated": [self._row(s) for s in self.evaluated],
-            "decomposition": self._decomposition(),
-            "shape_only": {name: {"root": part.root, "humans": None if part.humans is None else
-                                  human_reference(part.humans, seed=self.seed)}
-                           for name, part in self.shape_only.items()},
-            "timing": self.timing,
-        }
-
-    def shape_only_rows(self) -> list[dict]:
-        """One row per (dense / front / best setting, shape-only dataset), labelled, for the table and the plot."""
-        settings = [(None, "dense")] + [(s, s.label().removeprefix("topk ")) for s in self.front]
-        if self.best is not None and self.best not in self.front:
-            settings.append((self.best, self.best.label().removeprefix("topk ")))
-        rows = []
-        for s, label in settings:
-            best = " (best)" if s is not None and s == self.best else ""
-            for name, row in self._shape_only(s).items():
-                rows.append({"setting": label + best, "dataset": name, **row})
-        return rows
-
-    def plot_shape_only(self, path) -> list:
-        """Accuracy and error consistency of dense, the front and the best on each shape-only dataset (PNG + PDF)."""
-        humans = [human_reference(p.humans, seed=self.seed) for p in self.shape_only.values() if p.humans is not None]
-        return plot_shape_only(self.shape_only_rows(), humans, path, label_key="setting",
-                               title=f"{self.model}: dense, front and best on the shape-only datasets (not used "
-                                     "for choosing)")
-
-    def plot(self, path) -> list:
-        """Shape bias vs top-1 of every setting, the front, the controls and the budget (PNG + PDF)."""
-        def point(scores, kind, label=None):
-            return {"shape_bias": scores.shape_bias, "imagenet_top1": scores.imagenet_top1, "kind": kind, "label": label}
-
-        def with_ci(row: dict, kind: str, label=None) -> dict:
-            return {**row, "kind": kind, "label": label}
-
-        points = [with_ci(self._scores(self.dense, None), "dense")]
-        points += [point(v, "topk") for s, v in self.evaluated.items() if s not in self.front]
-        points += [with_ci(self._scores(self.evaluated[s], self.dense), "topk",
-                           f"{s.k:g}@{'+'.join(s.layers)}" + ("" if s.fill == "zero" else f" {s.fill}"))
-                   for s in self.front]
-        points += [point(v, "random") for v in self.controls.values()]
-        if self.best is not None:
-            points.append(with_ci(self._scores(self.evaluated[self.best], self.dense), "best"))
-        title = f"{self.model}: placement search (budget {self.budget:g} points)"
-        if self.report_dense is not None:
-            points.append(with_ci(self._reported(None), "held-out dense"))
-            points += [with_ci(self._reported(s), "held-out") for s in self.report]
-            title += "\nfilled: search images; diamonds: the same settings on held-out images"
-        front = [point(self.evaluated[s], "front") for s in self.front]
-        return plot_tradeoff(points, path, title=title, front=front,
-                             budget_top1=self.dense.imagenet_top1 - self.budget / 100)
-
-    def best_spec(self) -> PlacementSpec | None:
-        """The best setting as a placement spec file's content (None if none is within budget)."""
-        if self.best is None:
-            return None
-        s = self.best
-        provenance = {"found_by": "topk-plugin search-placement", "budget_points": self.budget,
-                      **self.evaluated[s].to_json(), "dense": self.dense.to_json()}
-        if s in self.report:
-            provenance["held_out"] = {**self.report[s].to_json(), "dense": self.report_dense.to_json(),
-                                      "split": self.holdout}
-        return PlacementSpec(layers={layer: s.k for layer in s.layers}, op="topk", model=self.model,
-                             options={} if s.fill == "zero" else {"fill": s.fill}, provenance=provenance,
-                             shift=dict(self.shifts.get(s, {})))
-
-
-@dataclass
-class ShapeOnlyScores:
-    """One shape-only dataset in a search: dense's and the reported settings' decisions, and the humans."""
-
-    root: str
-    names: list  # image file names, in data order
-    categories: list
-    dense: Scores
-    settings: dict  # Setting -> Scores
-    humans: object = None  # HumanTrials, or None
 
 
 class _Images:
@@ -265,6 +83,8 @@ def search_placement(
     report=None,
     holdout: dict | None = None,
     fills=("zero",),
+    ops=("topk",),
+    strengths=(0.1, 0.2, 0.35, 0.5),
     shape_only: dict | None = None,
     humans: dict | None = None,
 ) -> SearchResult:
@@ -276,9 +96,11 @@ def search_placement(
     front and the best are scored again (``holdout_split`` makes both halves;
     ``holdout`` describes the split in the result).
     ``fills``: the fills searched (see :func:`topk_plugin.functional.spatial_topk`).
+    ``ops``: the op families searched over the same candidate layers: ``"topk"`` (at ``topks`` and
+    ``fills``) and ``"stats-norm"`` (the per-image channel-statistics control, at ``strengths``).
     ``seed``: of the random-K control and of the bootstrap intervals (recorded in the result).
-    ``shape_only``: ``{name: ShapeOnlyDataset}`` on which dense, the front, the
-    best (and the decomposition) are scored after the search, never used for
+    ``shape_only``: ``{name: ShapeOnlyDataset}`` on which dense, the fronts, the
+    bests (and the decomposition) are scored after the search, never used for
     choosing; ``humans``: ``{name: HumanTrials}`` for their error consistency.
     """
     if max_layers < 1 or beam < 1:
@@ -288,6 +110,13 @@ def search_placement(
     fills = tuple(dict.fromkeys(fills))
     if not fills or any(f not in FILLS for f in fills):
         raise ValueError(f"fills {list(fills)} must be one or more of {', '.join(map(repr, FILLS))}")
+    ops = tuple(dict.fromkeys(ops))
+    if not ops or any(op not in FAMILIES for op in ops):
+        raise ValueError(f"ops {list(ops)} must be one or more of {', '.join(map(repr, FAMILIES))}")
+    strengths = tuple(dict.fromkeys(validate_strength(a) for a in strengths)) if "stats-norm" in ops else ()
+    if "stats-norm" in ops and not strengths:
+        raise ValueError("searching op 'stats-norm' needs at least one strength in (0, 1]")
+    topks = tuple(topks) if "topk" in ops else ()
     start = time.perf_counter()
     if candidates is None:
         image = cue[0][0]
@@ -309,14 +138,16 @@ def search_placement(
                   imagenet=[str(imagenet.root), len(imagenet)],
                   report=None if report is None else [len(report[0]), len(report[1])], holdout=holdout,
                   fills=list(fills))
+    if ops != ("topk",):  # only then: a Top-K search's checkpoint reads as before the control existed
+        config.update(ops=list(ops), strengths=list(strengths))
     if shape_only:  # only then: checkpoints of searches without them resume as before
         config["shape_only"] = {name: [str(data.root), len(data)] for name, data in shape_only.items()}
     state = SearchCheckpoint(checkpoint, config, resume, write=current().main)  # under torchrun: rank 0 writes
 
     def calibrated(settings: list[Setting]) -> float:
-        """Calibrate the new shift settings on the search's ImageNet images (decoded again per pass,
-        so a full-size ImageNet is never held in memory); returns the seconds spent."""
-        if all(s.fill != "shift" or s in state.shifts for s in settings):
+        """Calibrate the new shift and stats-norm settings on the search's ImageNet images (decoded again
+        per pass, so a full-size ImageNet is never held in memory); returns the seconds spent."""
+        if all(not needs_calibration(s) or s in state.calibration for s in settings):
             return 0.0
         tick = time.perf_counter()
         mean, std = model_normalization(model)
@@ -324,7 +155,7 @@ def search_placement(
         images = _Images(imagenet, dict(batch_size=batch_size, workers=workers, device=dev, mean=mean, std=std,
                                         dtype=model_dtype(model)))
         with inference(model, device=dev):
-            state.shifts = calibrate_settings(model, settings, images, state.shifts)
+            state.calibration = calibrate_settings(model, settings, images, state.calibration)
         return time.perf_counter() - tick
 
     def phase(label: str, settings: list[Setting], dense: bool = False, data=None) -> dict:
@@ -334,39 +165,45 @@ def search_placement(
             if seconds:
                 state.timing[f"{label}_calibration"] = seconds  # also inside the phase's time
             scored_dense, scored, t = evaluate_settings(model, settings, *(data or (cue, imagenet)), dense=dense,
-                                                        shifts=state.shifts, **common)
+                                                        calibration=state.calibration, **common)
             state.save(label, scored, seconds + t["seconds"], scored_dense, own_dense=data is not None)
         return state.done(label)
 
-    evaluated = dict(phase("singles", [Setting((layer,), k, "topk", f) for f in fills for k in topks
+    parameters = [Setting((), k, "topk", f) for f in fills for k in topks]  # each family's grid, no layers yet
+    parameters += [Setting((), op="stats-norm", strength=a) for a in strengths]
+    evaluated = dict(phase("singles", [dataclasses.replace(p, layers=(layer,)) for p in parameters
                                        for layer in candidates], dense=True))
     dense = state.dense
     combos = []
     order = {layer: i for i, layer in enumerate(candidates)}
-    for f in fills:
-        for k in topks:
-            ok = {s: v for s, v in evaluated.items() if s.k == k and s.fill == f}
-            within = [s for s in ok if (dense.imagenet_top1 - ok[s].imagenet_top1) * 100 <= budget]
-            top = sorted(within, key=lambda s: -ok[s].shape_bias)[:beam]
-            layers = sorted((s.layers[0] for s in top), key=order.__getitem__)
-            for size in range(2, max_layers + 1):
-                combos += [Setting(group, k, "topk", f) for group in itertools.combinations(layers, size)]
+    for p in parameters:
+        ok = {s: v for s, v in evaluated.items() if dataclasses.replace(s, layers=()) == p}
+        within = [s for s in ok if (dense.imagenet_top1 - ok[s].imagenet_top1) * 100 <= budget]
+        top = sorted(within, key=lambda s, ok=ok: -ok[s].shape_bias)[:beam]
+        layers = sorted((s.layers[0] for s in top), key=order.__getitem__)
+        for size in range(2, max_layers + 1):
+            combos += [dataclasses.replace(p, layers=group) for group in itertools.combinations(layers, size)]
     if combos:
         evaluated.update(phase("combinations", combos))
 
-    front = [s for s in pareto_front({**evaluated, None: dense}) if s is not None]
-    best = best_within_budget(evaluated, dense.imagenet_top1, budget)
+    fronts, bests = {}, {}
+    for family in ops:
+        mine = {s: v for s, v in evaluated.items() if s.family == family}
+        fronts[family] = [s for s in pareto_front({**mine, None: dense}) if s is not None]
+        bests[family] = best_within_budget(mine, dense.imagenet_top1, budget)
+    primary = "topk" if "topk" in ops else ops[0]  # the result's `front` and `best`
+    front, best = fronts[primary], bests[primary]
     controls = {}
-    chosen = list(dict.fromkeys(front + ([best] if best else [])))
-    zero_fill = [s for s in chosen if s.fill == "zero"]  # the control is the paper's op with random positions
+    chosen = list(dict.fromkeys(s for family in ops for s in fronts[family] + ([bests[family]] if bests[family] else [])))
+    zero_fill = [s for s in chosen if s.op == "topk" and s.fill == "zero"]  # the paper's op with random positions
     if control and zero_fill:
         random = {s: Setting(s.layers, s.k, "random") for s in zero_fill}
         scored = phase("controls", list(random.values()))
         controls = {s: scored[r] for s, r in random.items()}
     reported, report_dense, decomposition = {}, None, []
     if report is not None:
-        if best is not None:
-            decomposition = [Setting(best.layers, best.k, "topk", f) for f in FILLS]
+        if bests.get("topk") is not None:
+            decomposition = [Setting(bests["topk"].layers, bests["topk"].k, "topk", f) for f in FILLS]
         # dense alone if nothing was chosen
         reported = dict(phase("report", list(dict.fromkeys(chosen + decomposition)), dense=True, data=report))
         report_dense = state.phase_dense["report"]
@@ -383,5 +220,6 @@ def search_placement(
     return SearchResult(name, list(candidates), budget, dense, evaluated, front, best, controls, timing,
                         labels=cue.label_pairs(), report=reported, report_dense=report_dense,
                         report_labels=report[0].label_pairs() if report is not None else [], holdout=holdout,
-                        shifts={s: v for s, v in state.shifts.items() if s in evaluated or s in reported},
-                        decomposition=decomposition, seed=seed, shape_only=scored_shape_only)
+                        calibration={s: v for s, v in state.calibration.items() if s in evaluated or s in reported},
+                        decomposition=decomposition, seed=seed, fronts=fronts, bests=bests,
+                        shape_only=scored_shape_only)
