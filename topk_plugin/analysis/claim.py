@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from .._io import atomic_write_json, check_same_settings
 from .backbones import load_backbone
 from .common import prepare_image
+from .devices import analysis_device
 from .features import default_layers
 from .images import save_png
 from .reconstruct import reconstruct
@@ -167,8 +168,9 @@ def run_claim(images: list[ClaimImage], config: ClaimConfig, out, *, examples=()
     condition ignores K), the four scores, the loss before and after, seconds.
     Images named in ``examples`` also get their outputs saved as PNGs under
     ``out/examples/<backbone>/<image>/`` (for the figure). ``device``: where
-    the optimisation runs (default: the CPU).
+    the optimisation runs (default: CUDA when there is one, else the CPU).
     """
+    device = analysis_device(None, device)
     out = Path(out)
     checkpoint = out / "claim.checkpoint.json"
     names = [im.name for im in images]
@@ -181,7 +183,7 @@ def run_claim(images: list[ClaimImage], config: ClaimConfig, out, *, examples=()
         pending = [im for b, im in todo if b[0] == backbone]
         if not pending:
             continue
-        net = load_backbone(backbone, weights)
+        net = load_backbone(backbone, weights).to(device)  # built here, so ours to move
         layers = default_layers(net, backbone)
         for im in pending:
             target = prepare_image(im.image, config.size)

@@ -14,6 +14,7 @@ from torch import nn
 from .._io import atomic_write_json
 from ..functional import resolve_k, validate_k
 from .backbones import load_backbone
+from .devices import analysis_device, placed
 from .features import FeatureExtractor, default_layers, frozen, positions_of, warn_degenerate
 from .images import load_image, save_grid, save_png, to_tensor
 from .optimize import optimize_image
@@ -40,7 +41,8 @@ def prepare_image(image, size: int | None) -> torch.Tensor:
         if t.ndim != 4 or t.shape[:2] != (1, 3):
             raise ValueError(f"an image tensor must be (1, 3, H, W) or (3, H, W) in [0, 1], got {tuple(image.shape)}")
         if size is not None and tuple(t.shape[2:]) != (size, size):
-            return to_tensor(Image.fromarray((t[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)), size)
+            pixels = (t[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+            return to_tensor(Image.fromarray(pixels), size)
         return t.clamp(0, 1)
     return to_tensor(image, size)
 
@@ -137,10 +139,9 @@ def run_conditions(
     start = time.perf_counter()
     target = prepare_image(image, size)
     net, model_name = prepare_model(model, weights)
-    device = torch.device(device or "cpu")
-    net.to(device)
+    device = analysis_device(model, device)
     target = target.to(device)
-    with frozen(net):
+    with placed(net, device), frozen(net):
         layer_names = layers or default_layers(net, model_name if isinstance(model, str) else None, size=target.shape[-1])
         extractor = FeatureExtractor(net, layer_names)
         with torch.no_grad():

@@ -31,7 +31,7 @@ def _common(p: argparse.ArgumentParser, model_required: bool = False) -> None:
     p.add_argument("--topk", type=topk_value, default=0.05, metavar="F",
                    help="K: a fraction of the positions (0.05, the authors' default) or an int count")
     p.add_argument("--out", metavar="DIR", default="analysis-results", help="output folder (default: analysis-results)")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cpu)")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available, else cpu)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object (paths and scores) on stdout")
 
 

@@ -51,7 +51,7 @@ def add_parser(sub) -> None:
     p.add_argument("--examples", nargs="*", metavar="IMAGE",
                    help="images shown in claim_examples.png (default: the first photo and the first stimulus)")
     p.add_argument("--out", default="claim-results", metavar="DIR", help="output folder (default: claim-results)")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cpu)")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available, else cpu)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out with the same options")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object (verdict and paths) on stdout")
     p.set_defaults(run=run)
