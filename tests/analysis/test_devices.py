@@ -42,9 +42,8 @@ def _forbid_moves(model: nn.Module) -> list:
 
 
 @pytest.mark.parametrize("run", [
-    lambda target, net: reconstruct(target, net, layers=TINY_LAYERS, steps=1, inner_iters=2, size=None, progress=False),
-    lambda target, net: texture_synthesis(target, net, layers=TINY_LAYERS, steps=1, inner_iters=2, size=None,
-                                          progress=False),
+    lambda target, net: reconstruct(target, net, layers=TINY_LAYERS, max_evals=2, size=None, progress=False),
+    lambda target, net: texture_synthesis(target, net, layers=TINY_LAYERS, max_evals=2, size=None, progress=False),
     lambda target, net: topk_masks(target, net, layer="4", size=None),
 ], ids=["reconstruct", "texture", "masks"])
 def test_a_users_model_runs_where_it_is_and_is_not_moved(run, target):
@@ -78,7 +77,7 @@ def test_a_run_on_another_device_leaves_the_users_model_as_it_was(target):
         topk_masks(target, net, layer="4", size=None, device="meta")
     _assert_untouched(net, before)
     with pytest.raises((RuntimeError, NotImplementedError)):
-        reconstruct(target, net, layers=TINY_LAYERS, steps=1, inner_iters=1, size=None, device="meta", progress=False)
+        reconstruct(target, net, layers=TINY_LAYERS, max_evals=1, size=None, device="meta", progress=False)
     _assert_untouched(net, before)
 
 
@@ -98,7 +97,7 @@ def test_a_model_name_runs_on_the_commands_default_device(monkeypatch, target):
         return torch.device("cpu")
 
     monkeypatch.setattr(devices, "local_device", spy)
-    reconstruct(target, "squeezenet1_1", weights="random", conditions=("identity",), steps=1, inner_iters=1,
+    reconstruct(target, "squeezenet1_1", weights="random", conditions=("identity",), max_evals=1,
                 size=48, progress=False)
     assert chosen == [None]
 
