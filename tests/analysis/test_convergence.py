@@ -25,24 +25,26 @@ def _gd_losses():
         opt.step()
 
 
-def _predicted_stop(tol: float, window: int) -> int:
+def _predicted_stop(tol: float, window: int, plateaus: int = 1) -> int:
     """The evaluation at which ``b(n - w) - b(n) <= tol * b(n - w)`` first holds, solved on paper:
     with e_j = A/2 q^j (the loss is decreasing, so b is the loss) the condition at n = j + 1 + w is
-    e_j (1 - q^w - tol) <= tol * F_STAR."""
+    e_j (1 - q^w - tol) <= tol * F_STAR. It keeps holding after that (the relative improvement only
+    shrinks), so each further plateau comes as soon as a fresh window has passed: w + 1 later."""
     q = (1 - LR * A) ** 2
     j = math.ceil(math.log(tol * F_STAR / ((1 - q**window - tol) * A / 2)) / math.log(q))
-    return max(j, 0) + 1 + window
+    return max(j, 0) + 1 + window + (plateaus - 1) * (window + 1)
 
 
-@pytest.mark.parametrize("tol, window", [(1e-3, 10), (1e-4, 25), (1e-2, 1)])
-def test_rule_stops_on_a_quadratic_at_the_predicted_evaluation(tol, window):
-    tracker = Tracker(StopRule(tol=tol, window=window, max_evals=10_000))
+@pytest.mark.parametrize("tol, window, plateaus", [(1e-3, 10, 1), (1e-4, 25, 3), (1e-2, 1, 2)])
+def test_rule_stops_on_a_quadratic_at_the_predicted_evaluation(tol, window, plateaus):
+    tracker = Tracker(StopRule(tol=tol, window=window, max_evals=10_000, plateaus=plateaus))
     for loss in _gd_losses():
         tracker.update(loss)
         if tracker.done:
             break
     assert tracker.converged
-    assert tracker.evals == _predicted_stop(tol, window)
+    assert tracker.plateaus_at == [_predicted_stop(tol, window, p) for p in range(1, plateaus + 1)]
+    assert tracker.evals == _predicted_stop(tol, window, plateaus)
 
 
 def test_rule_reports_non_convergence_at_the_cap():
@@ -58,7 +60,7 @@ def test_rule_reports_non_convergence_at_the_cap():
 
 def test_rule_reads_the_best_loss_so_noise_neither_stops_nor_prolongs():
     """A spike above the best loss is not an improvement; a drop back to the best is not either."""
-    tracker = Tracker(StopRule(tol=0.01, window=3, max_evals=100))
+    tracker = Tracker(StopRule(tol=0.01, window=3, max_evals=100, plateaus=1))
     for loss in [10.0, 5.0, 50.0, 5.0, 4.99]:
         tracker.update(loss)
     assert tracker.best == [10.0, 5.0, 5.0, 5.0, 4.99]
@@ -67,7 +69,8 @@ def test_rule_reads_the_best_loss_so_noise_neither_stops_nor_prolongs():
         tracker.update(1.0)
 
 
-@pytest.mark.parametrize("kwargs, message", [({"tol": 1.0}, "tol"), ({"window": 0}, "window"), ({"max_evals": 0}, "max_evals")])
+@pytest.mark.parametrize("kwargs, message", [({"tol": 1.0}, "tol"), ({"window": 0}, "window"),
+                                             ({"max_evals": 0}, "max_evals"), ({"plateaus": 0}, "plateaus")])
 def test_rule_rejects_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
         StopRule(**kwargs)
@@ -124,3 +127,32 @@ def test_every_row_starts_from_the_same_seeded_noise():
     # (sigmoid of a 2-row and a 1-row tensor may round differently in the last bit)
     torch.testing.assert_close(first.images, expected.expand(2, -1, -1, -1), rtol=0, atol=1e-7)
     assert not torch.equal(torch.sigmoid(initial_noise(shape, 8)), expected)
+
+
+def test_extend_runs_on_past_the_rules_stop_and_keeps_the_image_at_the_stop():
+    """``extend=2``: the rule's stop is still what is reported; the run goes on to twice its evaluations."""
+    tol, window = 1e-3, 10
+    tracker = Tracker(StopRule(tol=tol, window=window, max_evals=10_000, plateaus=1), extend=2)
+    for loss in _gd_losses():
+        tracker.update(loss)
+        if tracker.done:
+            break
+    n = _predicted_stop(tol, window)
+    assert (tracker.stopped_at, tracker.evals, tracker.converged) == (n, 2 * n, True)
+    summary = tracker.summary()
+    assert summary["evals"] == n and summary["evals_extended"] == 2 * n
+    assert summary["loss_final"] == tracker.best[n - 1] > summary["loss_final_extended"] == tracker.best_loss
+
+    shape = (1, 3, 4, 4)
+    targets = torch.stack([torch.full(shape[1:], v) for v in (0.2, 0.9)])
+    objective, _ = _quadratic_rows(targets)
+    rule = StopRule(tol=1e-3, window=5, max_evals=60)
+    plain = minimize_batch(objective, 2, shape, rule=rule)
+    longer = minimize_batch(objective, 2, shape, rule=rule, extend=2)
+    assert plain.extended is None
+    assert torch.equal(longer.images, plain.images)  # the same image at the rule's stop
+    for a, b in zip(plain.trackers, longer.trackers, strict=True):
+        assert b.summary()["evals"] == a.evals and b.evals == 2 * a.evals
+        assert b.losses[: a.evals] == a.losses
+    losses_longer = (longer.extended - targets).pow(2).flatten(1).sum(1)
+    assert losses_longer.tolist() == pytest.approx([t.best_loss for t in longer.trackers], rel=1e-5)

@@ -79,7 +79,7 @@ def test_the_gradient_of_a_row_is_its_own(setup):
         torch.testing.assert_close(batched[i : i + 1], grad, rtol=1e-4, atol=1e-7)
 
 
-RULE = StopRule(tol=0.02, window=10, max_evals=100)
+RULE = StopRule(tol=0.02, window=10, max_evals=150, plateaus=2)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -87,8 +87,9 @@ def test_a_batched_run_is_each_row_run_alone(target, dtype):
     """Same start, same per-row Adam, same stop: in float64 every row's evaluations, verdict, losses and
     image equal its run alone exactly. In float32 the batched convolutions sum in another order, and
     Adam, which divides by the gradient's running size, turns those last-bit differences into steps
-    of up to ``lr`` where a pixel's gradient is near zero: the stated tolerance is then on the loss
-    (1e-3 relative after up to 100 evaluations), not on every pixel."""
+    of up to ``lr`` where a pixel's gradient is near zero, and a plateau may then be seen an
+    evaluation earlier or later: the stated tolerance is on the best loss (1% relative after up
+    to 150 evaluations), not on every pixel."""
     extractor = FeatureExtractor(tiny_net().to(dtype), TINY_LAYERS)
     with torch.no_grad():
         targets = [extractor(target.to(dtype))]
@@ -103,7 +104,7 @@ def test_a_batched_run_is_each_row_run_alone(target, dtype):
             assert (a.evals, a.converged, a.losses) == (b.evals, b.converged, b.losses), TASKS[i]
             assert torch.equal(batched.images[i : i + 1], alone.images)
         else:
-            assert b.best_loss == pytest.approx(a.best_loss, rel=1e-3), TASKS[i]
+            assert b.best_loss == pytest.approx(a.best_loss, rel=1e-2), TASKS[i]
         stopped.add(b.evals)
     assert len(stopped) > 1  # the rows stopped at different evaluations, so rows left a running batch
 

@@ -56,7 +56,7 @@ def test_topk_reconstruction_keeps_more_edges_than_non_topk(shared_dir):
     """The paper's claim in numbers (SqueezeNet 1.1, astronaut, 96 px, to convergence)."""
     pytest.importorskip("skimage")
     result = reconstruct(_photo(), "squeezenet1_1", weights=shared_dir / WEIGHTS, size=96, progress=False)
-    assert not result.not_converged
+    assert not {"topk", "non_topk"} & set(result.not_converged)  # the compared conditions ran to convergence
     s = result.scores
     assert s["topk"]["edge_correlation"] > s["non_topk"]["edge_correlation"]
     assert s["non_topk"]["gram_distance"] < s["topk"]["gram_distance"]

@@ -10,6 +10,7 @@ from topk_plugin.analysis import (
     reconstruct,
     texture_synthesis,
 )
+from topk_plugin.analysis.convergence import StopRule
 
 from .conftest import TINY_LAYERS, tiny_net
 
@@ -43,7 +44,7 @@ def test_losses_decrease_and_the_run_is_recorded(run):
         assert len(losses) == o["evals"] <= FAST["max_evals"]
         assert o["loss_final"] == min(losses) < 0.9 * losses[0], cond
         assert o["converged"] == (o["evals"] < FAST["max_evals"])
-    assert result.config["stop_rule"] == {"tol": 1e-3, "window": 10, "max_evals": 40}
+    assert result.config["stop_rule"] == {"tol": StopRule.tol, "window": 10, "max_evals": 40, "plateaus": StopRule.plateaus}
     assert result.not_converged == [c for c in result.images if not result.optimisation[c]["converged"]]
 
 

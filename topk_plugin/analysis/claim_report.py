@@ -234,8 +234,7 @@ def plot_examples(out, backbones, images, k, path) -> Path:
                              fontsize=8)
             if c == 0:
                 ax.set_ylabel(f"{im}\n{b}", fontsize=8)
-    fig.suptitle(f"K = {k:g} of the positions for the Top-K conditions; every optimisation run to convergence",
-                 fontsize=9)
+    fig.suptitle(f"K = {k:g} of the positions for the Top-K conditions", fontsize=9)
     fig.tight_layout(pad=0.3)
     return _save(fig, path, dpi=dpi)
 

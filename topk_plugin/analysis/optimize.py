@@ -30,10 +30,11 @@ import torch
 
 from .convergence import StopRule, Tracker
 
-__all__ = ["DEFAULT_LR", "OPTIMIZERS", "BatchResult", "initial_noise", "minimize_batch", "minimize_lbfgs", "optimize_image"]
+__all__ = ["DEFAULT_LR", "LR_DECAY", "OPTIMIZERS", "BatchResult", "initial_noise", "minimize_batch", "minimize_lbfgs", "optimize_image"]
 
 OPTIMIZERS = ("adam", "lbfgs")
-DEFAULT_LR = {"adam": 0.05, "lbfgs": 1.0}
+DEFAULT_LR = {"adam": 0.1, "lbfgs": 1.0}
+LR_DECAY = 4.0  # Adam's learning rate is divided by this at each plateau of the stop rule
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 
@@ -52,10 +53,12 @@ def initial_noise(shape: tuple, seed: int) -> torch.Tensor:
 
 @dataclass
 class BatchResult:
-    """The best image of each row ``(n, 3, H, W)`` and each row's ``Tracker``."""
+    """Each row's best image when the rule stopped it ``(n, 3, H, W)``, each row's ``Tracker``, and with
+    ``extend`` > 1 each row's best image after running ``extend`` times as long."""
 
     images: torch.Tensor
     trackers: list[Tracker]
+    extended: torch.Tensor | None = None
 
 
 def _check(rule: StopRule, lr: float) -> None:
@@ -66,24 +69,27 @@ def _check(rule: StopRule, lr: float) -> None:
 
 
 def minimize_batch(objective: Callable, n: int, shape: tuple, *, rule: StopRule, lr: float = DEFAULT_LR["adam"],
-                   seed: int = 0, device="cpu", dtype=torch.float32, progress: bool = False,
+                   seed: int = 0, device="cpu", dtype=torch.float32, extend: float = 1.0, progress: bool = False,
                    desc: str = "optimising") -> BatchResult:
     """Minimise ``n`` losses at once with per-row Adam; ``objective(images, rows)`` returns the ``(m,)``
     losses of the images of ``rows`` (a list of row indices), each image ``(1,) + shape[1:]``.
 
     Every row starts from the same seeded noise. Adam's update is torch's
-    (``torch.optim.Adam`` with default betas and eps), applied row by row.
+    (``torch.optim.Adam`` with default betas and eps), applied row by row,
+    with the row's learning rate ``lr / LR_DECAY ** plateaus seen``.
+    ``extend`` > 1 runs each row on to ``extend`` times its evaluations (``Tracker``).
     """
     _check(rule, lr)
     z0 = initial_noise(shape, seed).to(device=device, dtype=dtype)
     z = z0.expand(n, *z0.shape[1:]).clone()
     m, v = torch.zeros_like(z), torch.zeros_like(z)
     best = z.clone()
-    trackers = [Tracker(rule) for _ in range(n)]
+    at_stop = z.clone()
+    trackers = [Tracker(rule, extend) for _ in range(n)]
     active = list(range(n))
     b1, b2 = ADAM_BETAS
     step = 0
-    with _progress(n * rule.max_evals, desc, progress) as bar:
+    with _progress(math.ceil(n * rule.max_evals * extend), desc, progress) as bar:
         while active:
             rows = torch.tensor(active, device=z.device)
             za = z.index_select(0, rows).requires_grad_(True)
@@ -94,7 +100,9 @@ def minimize_batch(objective: Callable, n: int, shape: tuple, *, rule: StopRule,
                 if trackers[i].update(value):
                     best[i] = za[j].detach()
                 if not (math.isfinite(value) and torch.isfinite(grad[j]).all()):
-                    trackers[i].done = True  # a NaN would spread through Adam's moments: stop at the best so far
+                    trackers[i].stop()  # a NaN would spread through Adam's moments: stop at the best so far
+                if trackers[i].stopped_now:
+                    at_stop[i] = best[i]
                 if not trackers[i].done:
                     keep.append(j)
             bar.update(len(active))
@@ -108,12 +116,14 @@ def minimize_batch(objective: Callable, n: int, shape: tuple, *, rule: StopRule,
             mi = m.index_select(0, idx).mul_(b1).add_(g, alpha=1 - b1)
             vi = v.index_select(0, idx).mul_(b2).addcmul_(g, g, value=1 - b2)
             denom = (vi.sqrt() / math.sqrt(1 - b2**step)).add_(ADAM_EPS)
-            zi = z.index_select(0, idx).addcdiv_(mi, denom, value=-lr / (1 - b1**step))
+            rates = torch.tensor([lr / LR_DECAY ** trackers[active[j]].plateau for j in keep], dtype=z.dtype,
+                                 device=z.device).view(-1, *([1] * (z.ndim - 1)))
+            zi = z.index_select(0, idx).addcdiv_(mi * rates, denom, value=-1 / (1 - b1**step))
             m.index_copy_(0, idx, mi)
             v.index_copy_(0, idx, vi)
             z.index_copy_(0, idx, zi)
             active = [active[j] for j in keep]
-    return BatchResult(torch.sigmoid(best).detach(), trackers)
+    return BatchResult(torch.sigmoid(at_stop).detach(), trackers, torch.sigmoid(best).detach() if extend > 1 else None)
 
 
 class _Stop(Exception):
@@ -127,7 +137,8 @@ def minimize_lbfgs(loss_fn: Callable, shape: tuple, *, rule: StopRule, lr: float
 
     torch's own stopping tests are off (tolerances 0); should torch end a
     step anyway (a line search that cannot move), the next step starts from
-    there, and the rule sees the stall.
+    there, and the rule sees the stall. L-BFGS's steps come from its line
+    search, so a plateau changes nothing here but the count.
     """
     _check(rule, lr)
     z = initial_noise(shape, seed).to(device=device, dtype=dtype).requires_grad_(True)
@@ -145,7 +156,7 @@ def minimize_lbfgs(loss_fn: Callable, shape: tuple, *, rule: StopRule, lr: float
                 best.copy_(z.detach())
             bar.update(1)
             if not math.isfinite(value):
-                tracker.done = True
+                tracker.stop()
             if tracker.done:
                 raise _Stop
             loss.backward()

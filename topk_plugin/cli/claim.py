@@ -13,7 +13,7 @@ from .argtypes import check_fractions, positive_int
 HELP = ("measure the paper's claim (Figs. 2-3) on many images: reconstruction and texture synthesis from "
         "all / Top-K / non-Top-K responses, scores with bootstrap intervals and a verdict per backbone and K")
 EPILOG = """example (the run in BENCHMARKS.md; hours on 2 CPU cores, so --resume continues it):
-  topk-plugin analyze-claim --cue-conflict ../shared/data/cue-conflict --n-cue-conflict 12 \\
+  topk-plugin analyze-claim --cue-conflict ../shared/data/cue-conflict \\
       --backbone squeezenet1_1=../shared/weights/squeezenet1_1_imagenet_torchvision_norm.pth \\
       --backbone tf_efficientnet_lite0=offline --out claim/"""
 
@@ -38,8 +38,8 @@ def add_parser(sub) -> None:
                    metavar="NAME[=WEIGHTS]",
                    help="repeatable; WEIGHTS: a local state dict, 'offline' (weights a pip package ships), 'random'")
     p.add_argument("--cue-conflict", metavar="DIR", help="cue-conflict stimuli folder (needed unless --n-cue-conflict 0)")
-    p.add_argument("--n-cue-conflict", type=int, default=32, metavar="N",
-                   help="seeded sample of N stimuli, stratified by shape category (default: 32)")
+    p.add_argument("--n-cue-conflict", type=int, default=12, metavar="N",
+                   help="seeded sample of N stimuli, stratified by shape category (default: 12)")
     p.add_argument("--photos", nargs="*", default=list(PHOTOS), choices=PHOTOS,
                    help=f"scikit-image photographs (default: {' '.join(PHOTOS)})")
     p.add_argument("--topk", nargs="+", type=float, default=[0.05, 0.1, 0.2], metavar="F",
