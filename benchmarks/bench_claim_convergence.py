@@ -4,18 +4,20 @@
     python benchmarks/bench_claim_convergence.py rule --shared ../shared [--photos 2] [--cue-conflict 2]
 
 ``speed``: the 14 optimisations of an image (reconstruction and synthesis, K
-5/10/20%) on SqueezeNet 1.1, under the same stop rule, four ways, interleaved
-image by image in one process so the machine's load hits all alike:
+5/10/20%) on SqueezeNet 1.1, in one process, interleaved so the machine's load
+hits every way alike. Two tables:
 
-1. ``lbfgs, one at a time``: torch's L-BFGS (strong Wolfe), each optimisation alone;
-2. ``adam, one at a time``: per-row Adam, each optimisation alone (a batch of 1);
-3. ``adam, an image's 14 as one batch``;
-4. ``adam, two images' 28 as one batch`` (when two or more images are given).
+* to the stop rule, on the first ``--images``: (1) torch's L-BFGS (strong
+  Wolfe), one optimisation at a time; (2) per-row Adam, one at a time (a batch
+  of 1); (3) Adam, the image's 14 as one batch. Per way: wall time, loss
+  evaluations, how many converged, and the final loss against L-BFGS's on the
+  same optimisation (geometric mean of the ratio, the best and the worst);
+* the cost of an evaluation, ``--evals`` evaluations per way, ``--rounds``
+  times in turn: Adam one at a time, an image's 14 as one batch, two images'
+  28 as one batch; seconds per optimisation and evaluation.
 
-Per way: wall time, loss evaluations, how many converged, and the final loss
-against L-BFGS's on the same optimisation (geometric mean of the ratio, and
-the worst). Sharing the target's features across conditions and K is measured
-on its own: the time of the 13 feature passes it saves per image.
+Sharing the target's features across conditions and K is measured on its own:
+the time of the 13 feature passes it saves per image.
 
 ``rule``: on a few images and both backbones, each image's batch runs with
 ``extend=2``: every optimisation goes on to twice the evaluations the rule
@@ -72,20 +74,10 @@ def pick_images(args) -> list[ClaimImage]:
 
 def speed(args) -> dict:
     config = ClaimConfig(backbones=(("squeezenet1_1", None),), size=args.size, tol=args.tol, window=args.window,
-                         max_evals=args.max_evals)
+                         max_evals=args.max_evals, plateaus=args.plateaus)
     rule, lr = config.rule, DEFAULT_LR["adam"]
     net, extractor = backbone("squeezenet1_1", args.shared)
     images = pick_images(args)
-    results: dict[str, dict] = {}
-
-    def record(way: str, seconds: float, trackers, reference=None):
-        r = results.setdefault(way, {"seconds": 0.0, "evals": 0, "optimisations": 0, "converged": 0, "losses": []})
-        r["seconds"] += seconds
-        r["evals"] += sum(t.evals for t in trackers)
-        r["optimisations"] += len(trackers)
-        r["converged"] += sum(t.converged for t in trackers)
-        r["losses"] += [t.summary()["loss_final"] for t in trackers]
-
     with frozen(net):
         targets = [prepare_image(im.image, args.size) for im in images]
         with torch.no_grad():
@@ -93,56 +85,84 @@ def speed(args) -> dict:
             features = [extractor(t) for t in targets]
             feature_pass = (time.perf_counter() - began) / len(targets)
         shape = tuple(targets[0].shape)
-        for j in range(len(images)):
-            tasks = [t for t, _ in tasks_of(config)]
-            objective = BatchObjective(extractor, [features[j]], tasks)
-            print(f"{images[j].name}: lbfgs, one at a time", flush=True)
-            began, trackers = time.perf_counter(), []
-            for i in range(len(tasks)):
-                trackers.append(minimize_lbfgs(lambda x, i=i: objective(x, [i])[0], shape, rule=rule,
-                                               lr=DEFAULT_LR["lbfgs"], seed=0)[1])
-            record("lbfgs, one at a time", time.perf_counter() - began, trackers)
-            print(f"{images[j].name}: adam, one at a time", flush=True)
-            began, trackers = time.perf_counter(), []
-            for i in range(len(tasks)):
-                trackers += minimize_batch(lambda x, rows, i=i: objective(x, [i]), 1, shape, rule=rule, lr=lr).trackers
-            record("adam, one at a time", time.perf_counter() - began, trackers)
-            print(f"{images[j].name}: adam, 14 as one batch", flush=True)
+        tasks = [t for t, _ in tasks_of(config)]
+        objective = BatchObjective(extractor, features[:1], tasks)
+
+        ways = {}
+        print(f"{images[0].name}: lbfgs, one at a time", flush=True)
+        began, trackers = time.perf_counter(), []
+        for i in range(len(tasks)):
+            trackers.append(minimize_lbfgs(lambda x, i=i: objective(x, [i])[0], shape, rule=rule,
+                                           lr=DEFAULT_LR["lbfgs"])[1])
+        ways["lbfgs, one at a time"] = (time.perf_counter() - began, trackers)
+        print(f"{images[0].name}: adam, one at a time", flush=True)
+        began, trackers = time.perf_counter(), []
+        for i in range(len(tasks)):
+            trackers += minimize_batch(lambda x, rows, i=i: objective(x, [i]), 1, shape, rule=rule, lr=lr).trackers
+        ways["adam, one at a time"] = (time.perf_counter() - began, trackers)
+        print(f"{images[0].name}: adam, 14 as one batch", flush=True)
+        began = time.perf_counter()
+        ways["adam, the image's 14 as one batch"] = (time.perf_counter() - began,
+                                                     minimize_batch(objective, len(tasks), shape, rule=rule,
+                                                                    lr=lr).trackers)
+        ways["adam, the image's 14 as one batch"] = (time.perf_counter() - began,
+                                                     ways["adam, the image's 14 as one batch"][1])
+
+        fixed = StopRule(tol=0.0, window=args.evals, max_evals=args.evals, plateaus=1)
+        both = BatchObjective(extractor, features[:2], tasks + [Task(t.analysis, t.condition, t.k, 1) for t in tasks])
+        cost = {"adam, one at a time": [], "adam, an image's 14 as one batch": [],
+                "adam, two images' 28 as one batch": []}
+        for r in range(args.rounds):
+            print(f"cost of an evaluation, round {r + 1}/{args.rounds}", flush=True)
             began = time.perf_counter()
-            result = minimize_batch(objective, len(tasks), shape, rule=rule, lr=lr)
-            record("adam, an image's 14 as one batch", time.perf_counter() - began, result.trackers)
-        if len(images) >= 2:
-            for j in range(0, len(images) - 1, 2):
-                print(f"{images[j].name} + {images[j + 1].name}: adam, 28 as one batch", flush=True)
-                tasks = [t for t, _ in tasks_of(config, 0)] + [t for t, _ in tasks_of(config, 1)]
-                objective = BatchObjective(extractor, features[j : j + 2], tasks)
+            for i in range(len(tasks)):
+                minimize_batch(lambda x, rows, i=i: objective(x, [i]), 1, shape, rule=fixed, lr=lr)
+            cost["adam, one at a time"].append((time.perf_counter() - began) / (len(tasks) * args.evals))
+            began = time.perf_counter()
+            minimize_batch(objective, len(tasks), shape, rule=fixed, lr=lr)
+            cost["adam, an image's 14 as one batch"].append((time.perf_counter() - began) / (len(tasks) * args.evals))
+            if len(images) >= 2:
                 began = time.perf_counter()
-                result = minimize_batch(objective, len(tasks), shape, rule=rule, lr=lr)
-                record("adam, two images' 28 as one batch", time.perf_counter() - began, result.trackers)
-    reference = np.array(results["lbfgs, one at a time"]["losses"])
+                minimize_batch(both, 2 * len(tasks), shape, rule=fixed, lr=lr)
+                cost["adam, two images' 28 as one batch"].append(
+                    (time.perf_counter() - began) / (2 * len(tasks) * args.evals))
+
     print(f"\n{_cpu.describe()}; torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
-    print(f"SqueezeNet 1.1, {args.size} px, images {', '.join(im.name for im in images)}; rule {rule}")
-    print(f"\n{'way':<36} {'seconds':>8} {'x faster':>8} {'evals':>7} {'converged':>10} "
-          f"{'loss / lbfgs: geo-mean':>22} {'worst':>6}")
-    base = results["lbfgs, one at a time"]["seconds"]
-    n_ref = len(reference)
-    for way, r in results.items():
-        losses = np.array(r["losses"])
-        ratio = losses[:n_ref] / reference if len(losses) >= n_ref else losses / reference[: len(losses)]
-        r["loss_ratio_geomean"] = float(np.exp(np.log(ratio).mean()))
-        r["loss_ratio_worst"] = float(ratio.max())
-        print(f"{way:<36} {r['seconds']:>8.0f} {base / r['seconds']:>8.2f} {r['evals']:>7} "
-              f"{r['converged']:>4} of {r['optimisations']:<3} {r['loss_ratio_geomean']:>22.3f} {r['loss_ratio_worst']:>6.2f}")
+    print(f"SqueezeNet 1.1, {args.size} px, {images[0].name}, the 14 optimisations of the claim run; rule {rule}\n")
+    print(f"{'way':<36} {'seconds':>8} {'x faster':>8} {'evals':>7} {'converged':>10} "
+          f"{'loss / lbfgs: geo-mean':>22} {'best':>6} {'worst':>6}")
+    reference = np.array([t.summary()["loss_final"] for t in ways["lbfgs, one at a time"][1]])
+    base = ways["lbfgs, one at a time"][0]
+    results = {}
+    for way, (seconds, trackers) in ways.items():
+        losses = np.array([t.summary()["loss_final"] for t in trackers])
+        ratio = losses / reference
+        results[way] = {"seconds": seconds, "evals": sum(t.summary()["evals"] for t in trackers),
+                        "converged": sum(t.converged for t in trackers), "optimisations": len(trackers),
+                        "loss_final": losses.tolist(), "loss_ratio": ratio.tolist(),
+                        "loss_ratio_geomean": float(np.exp(np.log(ratio).mean()))}
+        print(f"{way:<36} {seconds:>8.0f} {base / seconds:>8.2f} {results[way]['evals']:>7} "
+              f"{results[way]['converged']:>4} of {len(trackers):<3} {results[way]['loss_ratio_geomean']:>22.3f} "
+              f"{ratio.min():>6.2f} {ratio.max():>6.2f}")
+    print(f"\nper condition, final loss: " + "; ".join(
+        f"{t.analysis[:5]} {t.condition} {t.k:g}: " + " / ".join(f"{results[w]['loss_final'][i]:.4g}" for w in results)
+        for i, t in enumerate(tasks)))
+    print(f"\n{'cost of an evaluation':<36} {'ms per optimisation and evaluation (median of rounds)':>52} {'x faster':>9}")
+    one = float(np.median(cost["adam, one at a time"]))
+    for way, values in cost.items():
+        if values:
+            print(f"{way:<36} {1000 * float(np.median(values)):>52.1f} {one / float(np.median(values)):>9.2f}")
     print(f"\nsharing the target's features: one feature pass takes {feature_pass * 1000:.0f} ms; per image the "
           f"13 it saves are {13 * feature_pass:.2f} s")
     return {"cpu": _cpu.describe(), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "size": args.size, "rule": rule.to_json(), "images": [im.name for im in images],
-            "feature_pass_seconds": feature_pass, "ways": results}
+            "feature_pass_seconds": feature_pass, "to_the_rule": results, "seconds_per_evaluation": cost,
+            "tasks": [t.__dict__ for t in tasks]}
 
 
 def rule_check(args) -> dict:
     config = ClaimConfig(backbones=(("squeezenet1_1", None), ("tf_efficientnet_lite0", "offline")), size=args.size,
-                         tol=args.tol, window=args.window, max_evals=args.max_evals)
+                         tol=args.tol, window=args.window, max_evals=args.max_evals, plateaus=args.plateaus)
     images = claim_images(args.shared / "data" / "cue-conflict" if args.cue_conflict else None, args.cue_conflict,
                           photos=("astronaut", "coffee", "chelsea", "rocket")[: args.photos], seed=0)
     rows = []
@@ -211,10 +231,13 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=2, help="rule: the first N photographs")
     parser.add_argument("--cue-conflict", type=int, default=2, help="rule: the first N stimuli of the seeded sample")
     parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--evals", type=int, default=60, help="speed: evaluations per way in the cost table")
+    parser.add_argument("--rounds", type=int, default=3, help="speed: rounds of the cost table")
     rule = StopRule()
     parser.add_argument("--tol", type=float, default=rule.tol)
     parser.add_argument("--window", type=int, default=rule.window)
     parser.add_argument("--max-evals", type=int, default=rule.max_evals)
+    parser.add_argument("--plateaus", type=int, default=rule.plateaus)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()

@@ -82,6 +82,7 @@ class ClaimConfig:
     tol: float = StopRule.tol
     window: int = StopRule.window
     max_evals: int = StopRule.max_evals
+    plateaus: int = StopRule.plateaus
     images_per_batch: int = 1
     seed: int = 0
 
@@ -106,7 +107,7 @@ class ClaimConfig:
 
     @property
     def rule(self) -> StopRule:
-        return StopRule(self.tol, self.window, self.max_evals)
+        return StopRule(self.tol, self.window, self.max_evals, self.plateaus)
 
     @property
     def learning_rate(self) -> float:

@@ -33,6 +33,7 @@ def reconstruct(
     tol: float = StopRule.tol,
     window: int = StopRule.window,
     max_evals: int = StopRule.max_evals,
+    plateaus: int = StopRule.plateaus,
     size: int | None = 256,
     seed: int = 0,
     device=None,
@@ -47,6 +48,6 @@ def reconstruct(
             raise ValueError(f"unknown reconstruction condition {cond!r}; choose from {', '.join(RECONSTRUCT_CONDITIONS)}")
     return run_conditions(
         "reconstruct", image, model, conditions=conditions, weights=weights, layers=layers, topk=topk,
-        optimizer=optimizer, lr=lr, rule=StopRule(tol, window, max_evals), size=size, seed=seed, device=device,
+        optimizer=optimizer, lr=lr, rule=StopRule(tol, window, max_evals, plateaus), size=size, seed=seed, device=device,
         progress=progress,
     )

@@ -41,6 +41,7 @@ def texture_synthesis(
     tol: float = StopRule.tol,
     window: int = StopRule.window,
     max_evals: int = StopRule.max_evals,
+    plateaus: int = StopRule.plateaus,
     size: int | None = 256,
     seed: int = 0,
     device=None,
@@ -55,10 +56,11 @@ def texture_synthesis(
         topk: K as a fraction in (0, 1] or an int count (authors' default 0.05).
         optimizer, lr: ``adam`` (default; all conditions as one batch) or ``lbfgs``
             (one condition at a time); ``lr`` defaults to ``optimize.DEFAULT_LR``.
-        tol, window, max_evals: the stop rule (``convergence.StopRule``): each
-            condition stops when its best loss improved by at most ``tol``
-            (relative) over the last ``window`` evaluations, or after ``max_evals``
-            (recorded as not converged).
+        tol, window, max_evals, plateaus: the stop rule (``convergence.StopRule``):
+            each condition has converged at the ``plateaus``-th time its best loss
+            improved by at most ``tol`` (relative) over ``window`` evaluations
+            (Adam's learning rate is divided by 4 at each plateau before), and
+            stops after ``max_evals`` at the latest (recorded as not converged).
         size: square side in px (authors: 256); ``None`` keeps a tensor's size.
         seed: seeds the initial noise; the same seed gives the same images.
         device: default the model's device (a name: CUDA if available, else the CPU).
@@ -70,6 +72,6 @@ def texture_synthesis(
             raise ValueError(f"unknown texture condition {cond!r}; choose from {', '.join(TEXTURE_CONDITIONS)}")
     return run_conditions(
         "texture-synthesis", image, model, conditions=conditions, weights=weights, layers=layers, topk=topk,
-        optimizer=optimizer, lr=lr, rule=StopRule(tol, window, max_evals), size=size, seed=seed, device=device,
+        optimizer=optimizer, lr=lr, rule=StopRule(tol, window, max_evals, plateaus), size=size, seed=seed, device=device,
         progress=progress,
     )

@@ -53,7 +53,7 @@ def _optimisation(p: argparse.ArgumentParser) -> None:
 
 
 def add_stop_rule_options(p: argparse.ArgumentParser, rule) -> None:
-    """--tol, --window, --max-evals: when an optimisation stops (``convergence.StopRule``)."""
+    """--tol, --window, --max-evals, --plateaus: when an optimisation stops (``convergence.StopRule``)."""
     p.add_argument("--tol", type=bounded_float(0, 0.999, "--tol {} must be a relative change in [0, 1)"),
                    default=rule.tol, metavar="F",
                    help=f"converged when the best loss improved by at most F (relative) over --window "
@@ -63,6 +63,9 @@ def add_stop_rule_options(p: argparse.ArgumentParser, rule) -> None:
     p.add_argument("--max-evals", type=positive_int, default=rule.max_evals, metavar="N",
                    help=f"stop after N loss evaluations at the latest; recorded as not converged "
                         f"(default: {rule.max_evals})")
+    p.add_argument("--plateaus", type=positive_int, default=rule.plateaus, metavar="N",
+                   help=f"converged at the N-th plateau; Adam's learning rate is divided by 4 at each one before "
+                        f"(default: {rule.plateaus})")
 
 
 def add_parser(sub) -> None:
@@ -109,7 +112,8 @@ def _print_result(args, summary: dict) -> None:
 def _run(args, fn) -> int:
     result = fn(
         args.image, args.model, weights=args.weights, layers=args.layers, topk=args.topk, optimizer=args.optimizer,
-        lr=args.lr, tol=args.tol, window=args.window, max_evals=args.max_evals, size=args.size, seed=args.seed,
+        lr=args.lr, tol=args.tol, window=args.window, max_evals=args.max_evals, plateaus=args.plateaus, size=args.size,
+        seed=args.seed,
         device=args.device, progress=_progress(args),
     )
     result.save(args.out, Path(args.image).stem)

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise ValueError(f"--examples {unknown} are not among this run's images: {sorted(names)}")
     config = ClaimConfig(backbones=tuple(args.backbones), ks=tuple(ks), size=args.size, optimizer=args.optimizer,
-                         lr=args.lr, tol=args.tol, window=args.window, max_evals=args.max_evals,
+                         lr=args.lr, tol=args.tol, window=args.window, max_evals=args.max_evals, plateaus=args.plateaus,
                          images_per_batch=args.images_per_batch, seed=args.seed)
     start = time.perf_counter()
     rows = run_claim(images, config, args.out, examples=examples, resume=args.resume, device=args.device,
