@@ -116,3 +116,12 @@ def test_degenerate_layer_warns(target):
     with pytest.warns(UserWarning, match="keeps all of them"):
         reconstruct(target, tiny_net(), layers=["7"], topk=64, conditions=("identity",), max_evals=1,
                     size=None, progress=False)
+
+
+def test_a_float64_model_is_optimised_in_float64(target):
+    net = tiny_net().double()
+    seen = []
+    net.register_forward_pre_hook(lambda _m, inputs: seen.append(inputs[0].dtype))
+    result = reconstruct(target, net, layers=TINY_LAYERS, conditions=("topk",), max_evals=3, size=None, progress=False)
+    assert set(seen) == {torch.float64} and next(net.parameters()).dtype == torch.float64
+    assert result.images["topk"].dtype == torch.float32  # results as images: float32 in [0, 1]

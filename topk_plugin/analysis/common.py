@@ -152,7 +152,8 @@ def run_conditions(
     target = prepare_image(image, size)
     net, model_name = prepare_model(model, weights)
     device = analysis_device(model, device)
-    target = target.to(device)
+    dtype = next((p.dtype for p in net.parameters() if p.is_floating_point()), torch.float32)
+    target = target.to(device=device, dtype=dtype)
     lr = DEFAULT_LR[optimizer] if lr is None and optimizer in DEFAULT_LR else lr
     with placed(net, device), frozen(net):
         layer_names = layers or default_layers(net, model_name if isinstance(model, str) else None, size=target.shape[-1])
@@ -162,14 +163,16 @@ def run_conditions(
         warn_degenerate(target_features, topk)
         objective = BatchObjective(extractor, [target_features], [Task(kind, cond, topk) for cond in conditions])
         result = optimize_tasks(objective, len(conditions), tuple(target.shape), optimizer=optimizer, rule=rule, lr=lr,
-                                seed=seed, device=device, progress=progress, desc=f"{kind} ({len(conditions)} conditions)")
+                                seed=seed, device=device, dtype=dtype, progress=progress,
+                                desc=f"{kind} ({len(conditions)} conditions)")
         images, losses, optimisation, scores, kept = {}, {}, {}, {}, {}
         for i, cond in enumerate(conditions):
             images[cond] = result.images[i : i + 1]
             losses[cond] = result.trackers[i].losses
             optimisation[cond] = result.trackers[i].summary()
             with torch.no_grad():
-                scores[cond] = image_scores(images[cond].cpu(), target.cpu(), extractor(images[cond]), target_features)
+                scores[cond] = image_scores(images[cond].cpu().float(), target.cpu().float(), extractor(images[cond]),
+                                            target_features)
             masks = {n: condition_mask(t, cond, topk) for n, t in target_features.items()}
             kept[cond] = kept_fraction(masks, target_features)
     config = {
@@ -192,8 +195,8 @@ def run_conditions(
         "structure_scores": list(STRUCTURE_SCORES),
         "texture_scores": list(TEXTURE_SCORES),
     }
-    return AnalysisResult(kind, target.cpu(), {c: im.cpu() for c, im in images.items()}, losses, optimisation, scores,
-                          kept, config)
+    return AnalysisResult(kind, target.cpu().float(), {c: im.cpu().float() for c, im in images.items()}, losses,
+                          optimisation, scores, kept, config)
 
 
 def kept_fraction(masks: dict[str, torch.Tensor | None], features: dict[str, torch.Tensor]) -> dict[str, float]:

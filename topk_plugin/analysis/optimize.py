@@ -30,7 +30,8 @@ import torch
 
 from .convergence import StopRule, Tracker
 
-__all__ = ["DEFAULT_LR", "LR_DECAY", "OPTIMIZERS", "BatchResult", "initial_noise", "minimize_batch", "minimize_lbfgs", "optimize_image"]
+__all__ = ["DEFAULT_LR", "LR_DECAY", "OPTIMIZERS", "BatchResult", "initial_noise", "minimize_batch", "minimize_lbfgs",
+           "optimize_tasks"]
 
 OPTIMIZERS = ("adam", "lbfgs")
 DEFAULT_LR = {"adam": 0.1, "lbfgs": 1.0}
@@ -168,25 +169,6 @@ def minimize_lbfgs(loss_fn: Callable, shape: tuple, *, rule: StopRule, lr: float
             except _Stop:
                 break
     return torch.sigmoid(best).detach(), tracker
-
-
-def optimize_image(loss_fn: Callable, shape: tuple, *, optimizer: str = "adam", rule: StopRule | None = None,
-                   lr: float | None = None, seed: int = 0, device="cpu", progress: bool = True,
-                   desc: str = "optimising") -> tuple[torch.Tensor, Tracker]:
-    """One image: minimise ``loss_fn(image)`` (a scalar) from seeded noise; ``(best image, tracker)``.
-
-    ``lr`` defaults to 0.05 for Adam and 1.0 for L-BFGS.
-    """
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer={optimizer!r} is not one of {', '.join(map(repr, OPTIMIZERS))}")
-    rule = rule or StopRule()
-    if optimizer == "lbfgs":
-        return minimize_lbfgs(loss_fn, shape, rule=rule, lr=DEFAULT_LR["lbfgs"] if lr is None else lr, seed=seed, device=device,
-                              progress=progress, desc=desc)
-    result = minimize_batch(lambda x, rows: loss_fn(x).reshape(1), 1, shape, rule=rule,
-                            lr=DEFAULT_LR["adam"] if lr is None else lr, seed=seed, device=device,
-                            progress=progress, desc=desc)
-    return result.images, result.trackers[0]
 
 
 def optimize_tasks(objective: Callable, n: int, shape: tuple, *, optimizer: str = "adam", rule: StopRule,
