@@ -39,7 +39,13 @@ import torch
 from topk_plugin import _cpu
 from topk_plugin._io import atomic_write_json
 from topk_plugin.analysis import FeatureExtractor, default_layers, load_backbone
-from topk_plugin.analysis.claim import ANALYSES, SCORES, ClaimConfig, ClaimImage, claim_images
+from topk_plugin.analysis.claim import (
+    ANALYSES,
+    SCORES,
+    ClaimConfig,
+    ClaimImage,
+    claim_images,
+)
 from topk_plugin.analysis.common import prepare_image
 from topk_plugin.analysis.convergence import StopRule
 from topk_plugin.analysis.features import frozen
@@ -144,7 +150,7 @@ def speed(args) -> dict:
         print(f"{way:<36} {seconds:>8.0f} {base / seconds:>8.2f} {results[way]['evals']:>7} "
               f"{results[way]['converged']:>4} of {len(trackers):<3} {results[way]['loss_ratio_geomean']:>22.3f} "
               f"{ratio.min():>6.2f} {ratio.max():>6.2f}")
-    print(f"\nper condition, final loss: " + "; ".join(
+    print("\nper condition, final loss: " + "; ".join(
         f"{t.analysis[:5]} {t.condition} {t.k:g}: " + " / ".join(f"{results[w]['loss_final'][i]:.4g}" for w in results)
         for i, t in enumerate(tasks)))
     print(f"\n{'cost of an evaluation':<36} {'ms per optimisation and evaluation (median of rounds)':>52} {'x faster':>9}")

@@ -103,7 +103,7 @@ class ClaimConfig:
             raise ValueError(f"optimizer={self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        self.rule  # checks tol, window, max_evals
+        _ = self.rule  # StopRule checks tol, window, max_evals and plateaus
 
     @property
     def rule(self) -> StopRule:

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..distributed import local_device
 
-__all__ = ["module_device", "analysis_device", "placed"]
+__all__ = ["analysis_device", "module_device", "placed"]
 
 
 def module_device(model: nn.Module) -> torch.device:
