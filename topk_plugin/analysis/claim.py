@@ -10,29 +10,41 @@ backbone and image this runs
   (``without_topk``) and from the Top-K only (``topk_only``),
 
 at each K (``identity`` and ``all`` do not depend on K and run once per
-image), each condition from the same seeded noise, and records the four
-scores of :mod:`.scores` per image. ``claim_report`` turns the rows into means
-with bootstrap intervals, paired differences and the verdict.
+image), each condition from the same seeded noise and until its loss stops
+improving (``convergence.StopRule``), and records per image and condition the
+four scores of :mod:`.scores`, the evaluations used and whether the
+optimisation converged. ``claim_report`` turns the rows into means with
+bootstrap intervals, paired differences and the verdict.
 
-Rows are checkpointed atomically after every image (``claim.checkpoint.json``),
+Why batches: the 14 optimisations of an image (and of ``images_per_batch``
+images) run as one batch of per-row Adam (``objectives``, ``optimize``), which
+is each optimisation alone, computed together; the target's features are
+computed once per image for all its conditions and K.
+
+Rows are checkpointed atomically after every batch (``claim.checkpoint.json``),
 so an interrupted run resumes with ``resume=True`` and gives the same rows.
 """
 from __future__ import annotations
 
 import json
 import random
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
 from tqdm.auto import tqdm
 
 from .._io import atomic_write_json, check_same_settings
 from .backbones import load_backbone
 from .common import prepare_image
-from .features import default_layers
+from .convergence import StopRule
+from .devices import analysis_device
+from .features import FeatureExtractor, default_layers, frozen
 from .images import save_png
-from .reconstruct import reconstruct
-from .texture import texture_synthesis
+from .objectives import BatchObjective, Task
+from .optimize import DEFAULT_LR, OPTIMIZERS, optimize_tasks
+from .scores import image_scores
 
 __all__ = ["ClaimImage", "ClaimConfig", "claim_images", "run_claim", "example_path", "PHOTOS", "SCORES", "ANALYSES"]
 
@@ -65,9 +77,13 @@ class ClaimConfig:
     backbones: tuple
     ks: tuple = (0.05, 0.1, 0.2)
     size: int = 128
-    recon_steps: int = 1
-    texture_steps: int = 1
-    inner_iters: int = 20
+    optimizer: str = "adam"
+    lr: float | None = None  # None: optimize.DEFAULT_LR of the optimizer
+    tol: float = StopRule.tol
+    window: int = StopRule.window
+    max_evals: int = StopRule.max_evals
+    plateaus: int = StopRule.plateaus
+    images_per_batch: int = 1
     seed: int = 0
 
     def __post_init__(self):
@@ -80,9 +96,22 @@ class ClaimConfig:
         for k in self.ks:
             if not 0 < k <= 1:
                 raise ValueError(f"K={k} must be a fraction of the positions in (0, 1]")
-        for name in ("size", "recon_steps", "texture_steps", "inner_iters"):
+        for name in ("size", "images_per_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer={self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        _ = self.rule  # StopRule checks tol, window, max_evals and plateaus
+
+    @property
+    def rule(self) -> StopRule:
+        return StopRule(self.tol, self.window, self.max_evals, self.plateaus)
+
+    @property
+    def learning_rate(self) -> float:
+        return DEFAULT_LR[self.optimizer] if self.lr is None else self.lr
 
     def to_json(self) -> dict:
         return json.loads(json.dumps(asdict(self)))
@@ -139,12 +168,6 @@ def _jobs(config: ClaimConfig):
                 yield analysis, cond, k
 
 
-def _measure(net, layers, target, analysis: str, cond: str, k, config: ClaimConfig, device=None):
-    fn, steps = (reconstruct, config.recon_steps) if analysis == "reconstruct" else (texture_synthesis, config.texture_steps)
-    return fn(target, net, layers=layers, topk=k if k is not None else config.ks[0], conditions=(cond,), steps=steps,
-              inner_iters=config.inner_iters, size=None, seed=config.seed, device=device, progress=False)
-
-
 def example_path(out: Path, backbone: str, image: str, analysis: str, cond: str, k) -> Path:
     """Where a run saves an example image's output (``k`` None for the conditions that ignore K)."""
     suffix = "" if k is None else f"_k{k:g}"
@@ -152,11 +175,38 @@ def example_path(out: Path, backbone: str, image: str, analysis: str, cond: str,
 
 
 def _load_rows(checkpoint: Path, config: dict, names: list[str]) -> list[dict]:
-    data = json.loads(checkpoint.read_text())
-    if data.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{checkpoint} is not a claim checkpoint")
-    check_same_settings(checkpoint, {**data["config"], "images": data.get("images")}, {**config, "images": names})
-    return data["rows"]
+    """The rows of a checkpoint made with the same settings; a clear error for anything else."""
+    fix = "delete it, or run without --resume (or with another --out) to start afresh"
+    try:
+        data = json.loads(checkpoint.read_text())
+        if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{checkpoint} is not a claim checkpoint; {fix}")
+        saved, rows = data["config"], data["rows"]
+        if not isinstance(rows, list) or not all(isinstance(r, dict) and {"backbone", "image"} <= r.keys() for r in rows):
+            raise KeyError("rows")
+    except json.JSONDecodeError as err:
+        raise ValueError(f"claim checkpoint {checkpoint} is corrupt or truncated ({err}); {fix}") from None
+    except (KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"claim checkpoint {checkpoint} lacks {err} (written by another version?); {fix}") from None
+    check_same_settings(checkpoint, {**saved, "images": data.get("images")}, {**config, "images": names})
+    return rows
+
+
+def _tasks(config: ClaimConfig, n_images: int) -> list[tuple[Task, object]]:
+    """``(task, k as recorded)`` for every image of a batch, image by image (K-free conditions: ``k`` None)."""
+    return [(Task(analysis, cond, config.ks[0] if k is None else k, target=j), k)
+            for j in range(n_images) for analysis, cond, k in _jobs(config)]
+
+
+def _optimise(extractor: FeatureExtractor, targets: list[torch.Tensor], config: ClaimConfig, device):
+    """One batch: every condition of every target; ``(result, target features, tasks)``."""
+    with torch.no_grad():
+        features = [extractor(t) for t in targets]
+    tasks = _tasks(config, len(targets))
+    objective = BatchObjective(extractor, features, [t for t, _ in tasks])
+    result = optimize_tasks(objective, len(tasks), tuple(targets[0].shape), optimizer=config.optimizer,
+                            rule=config.rule, lr=config.learning_rate, seed=config.seed, device=device)
+    return result, features, tasks
 
 
 def run_claim(images: list[ClaimImage], config: ClaimConfig, out, *, examples=(), resume: bool = False,
@@ -164,42 +214,53 @@ def run_claim(images: list[ClaimImage], config: ClaimConfig, out, *, examples=()
     """Every image through every condition on every backbone; one row per result.
 
     A row: backbone, image, source, analysis, condition, k (None when the
-    condition ignores K), the four scores, the loss before and after, seconds.
-    Images named in ``examples`` also get their outputs saved as PNGs under
-    ``out/examples/<backbone>/<image>/`` (for the figure). ``device``: where
-    the optimisation runs (default: the CPU).
+    condition ignores K), the four scores, the evaluations used, whether the
+    optimisation converged, the loss at the start and the best loss, and the
+    wall time of the row's batch. Images named in ``examples`` also get their
+    outputs saved as PNGs under ``out/examples/<backbone>/<image>/`` (for the
+    figure). ``device``: where the optimisation runs (default: CUDA when there
+    is one, else the CPU).
     """
+    device = analysis_device(None, device)
     out = Path(out)
     checkpoint = out / "claim.checkpoint.json"
     names = [im.name for im in images]
     rows = _load_rows(checkpoint, config.to_json(), names) if resume and checkpoint.is_file() else []
     done = {(r["backbone"], r["image"]) for r in rows}
-    jobs = list(_jobs(config))
+    per_image = len(list(_jobs(config)))
     todo = [(b, im) for b in config.backbones for im in images if (b[0], im.name) not in done]
-    bar = tqdm(total=len(todo) * len(jobs), desc="claim", unit="opt", disable=not progress)
+    bar = tqdm(total=len(todo) * per_image, desc="claim", unit="opt", disable=not progress)
     for backbone, weights in config.backbones:
         pending = [im for b, im in todo if b[0] == backbone]
         if not pending:
             continue
-        net = load_backbone(backbone, weights)
-        layers = default_layers(net, backbone)
-        for im in pending:
-            target = prepare_image(im.image, config.size)
-            if im.name in examples:
-                save_png(target, out / "examples" / backbone / im.name / "target.png")
-            for analysis, cond, k in jobs:
-                bar.set_postfix_str(f"{backbone} {im.name} {analysis} {cond} {k or ''}", refresh=False)
-                result = _measure(net, layers, target, analysis, cond, k, config, device)
-                losses = result.losses[cond]
-                rows.append({
-                    "backbone": backbone, "image": im.name, "source": im.source, "analysis": analysis,
-                    "condition": cond, "k": k, **{s: result.scores[cond][s] for s in SCORES},
-                    "loss_initial": losses[0], "loss_final": losses[-1], "seconds": result.config["seconds"],
-                })
-                if im.name in examples:
-                    save_png(result.images[cond], example_path(out, backbone, im.name, analysis, cond, k))
-                bar.update(1)
-            atomic_write_json(checkpoint, {"format": CHECKPOINT_FORMAT, "config": config.to_json(),
-                                           "images": names, "rows": rows})
+        net = load_backbone(backbone, weights).to(device)  # built here, so ours to move
+        extractor = FeatureExtractor(net, default_layers(net, backbone))
+        with frozen(net):
+            for start in range(0, len(pending), config.images_per_batch):
+                batch = pending[start : start + config.images_per_batch]
+                bar.set_postfix_str(f"{backbone} {', '.join(im.name for im in batch)}", refresh=True)
+                targets = [prepare_image(im.image, config.size).to(device) for im in batch]
+                began = time.perf_counter()
+                result, features, tasks = _optimise(extractor, targets, config, device)
+                seconds = round(time.perf_counter() - began, 2)
+                for i, (task, k) in enumerate(tasks):
+                    im, image = batch[task.target], result.images[i : i + 1]
+                    with torch.no_grad():
+                        scores = image_scores(image.cpu(), targets[task.target].cpu(), extractor(image),
+                                              features[task.target])
+                    rows.append({
+                        "backbone": backbone, "image": im.name, "source": im.source, "analysis": task.analysis,
+                        "condition": task.condition, "k": k, **{s: scores[s] for s in SCORES},
+                        **result.trackers[i].summary(), "batch_seconds": seconds,
+                    })
+                    if im.name in examples:
+                        save_png(image, example_path(out, backbone, im.name, task.analysis, task.condition, k))
+                for im, target in zip(batch, targets, strict=True):
+                    if im.name in examples:
+                        save_png(target, out / "examples" / backbone / im.name / "target.png")
+                bar.update(len(tasks))
+                atomic_write_json(checkpoint, {"format": CHECKPOINT_FORMAT, "config": config.to_json(),
+                                               "images": names, "rows": rows})
     bar.close()
     return rows

@@ -30,7 +30,7 @@ from .._io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..stats import Interval, bootstrap, paired_difference
 from .claim import ANALYSES, SCORES, example_path
 
-__all__ = ["summarize", "summary_json", "summary_csv", "summary_markdown", "verdict_sentences", "plot_differences",
+__all__ = ["not_converged", "summarize", "summary_json", "summary_csv", "summary_markdown", "verdict_sentences", "plot_differences",
            "plot_examples", "write_report", "CLAIMS"]
 
 # claim part -> scores whose Top-K minus non-Top-K difference should be > 0
@@ -45,6 +45,18 @@ def _by_image(rows, backbone, analysis, cond, k) -> dict[str, dict]:
 def _part_verdict(diffs: dict[str, Interval], scores) -> str:
     signs = {diffs[s].excludes_zero() for s in scores}
     return "holds" if signs == {1} else "contradicted" if signs == {-1} else "mixed"
+
+
+def _optimisation(rows: list[dict]) -> dict:
+    """How a condition's optimisations went: how many did not converge, evaluations used (median, range)."""
+    evals = [r["evals"] for r in rows]
+    return {"not_converged": sum(not r["converged"] for r in rows), "of": len(rows),
+            "evals_median": float(np.median(evals)), "evals_min": min(evals), "evals_max": max(evals)}
+
+
+def not_converged(rows: list[dict]) -> tuple[int, int]:
+    """``(optimisations that stopped at the cap, all optimisations)`` of a run."""
+    return sum(not r["converged"] for r in rows), len(rows)
 
 
 def summarize(rows: list[dict], *, seed: int = 0) -> list[dict]:
@@ -64,8 +76,9 @@ def summarize(rows: list[dict], *, seed: int = 0) -> list[dict]:
                 values = {c: {s: np.array([per_cond[c][i][s] for i in images]) for s in SCORES} for c in per_cond}
                 conditions = {c: {s: bootstrap(values[c][s], seed=seed) for s in SCORES} for c in per_cond}
                 diffs = {s: paired_difference(values[topk][s], values[rest][s], seed=seed) for s in SCORES}
+                optimisation = {c: _optimisation([per_cond[c][i] for i in images]) for c in per_cond}
                 entry = {"backbone": backbone, "analysis": analysis, "k": k, "images": len(images),
-                         "conditions": conditions, "difference": diffs,
+                         "conditions": conditions, "difference": diffs, "optimisation": optimisation,
                          "difference_of": f"{topk} - {rest}"}
                 if analysis == "reconstruct":
                     entry["verdict"] = {part: _part_verdict(diffs, scores) for part, scores in CLAIMS.items()}
@@ -82,6 +95,7 @@ def summary_json(entries: list[dict]) -> list[dict]:
         **{key: e[key] for key in ("backbone", "analysis", "k", "images", "difference_of")},
         "conditions": {c: {s: _interval_json(iv) for s, iv in sc.items()} for c, sc in e["conditions"].items()},
         "difference": {s: _interval_json(iv) for s, iv in e["difference"].items()},
+        "optimisation": e["optimisation"],
         **({"verdict": e["verdict"]} if "verdict" in e else {}),
     } for e in entries]
 
@@ -112,13 +126,15 @@ def summary_markdown(entries: list[dict]) -> str:
         groups[(e["backbone"], e["analysis"])].append(e)
     for (backbone, analysis), group in groups.items():
         out.append(f"**{backbone}, {analysis}** ({group[0]['images']} images; mean [95% CI])\n")
-        out.append("| K | condition | " + " | ".join(_SHORT[s] for s in SCORES) + " |")
-        out.append("|---|---|" + "---|" * len(SCORES))
+        out.append("| K | condition | " + " | ".join(_SHORT[s] for s in SCORES) + " | evals (median) | not converged |")
+        out.append("|---|---|" + "---|" * (len(SCORES) + 2))
         for e in group:
             for c, sc in e["conditions"].items():
-                out.append(f"| {e['k']:g} | {c} | " + " | ".join(sc[s].format() for s in SCORES) + " |")
+                o = e["optimisation"][c]
+                out.append(f"| {e['k']:g} | {c} | " + " | ".join(sc[s].format() for s in SCORES)
+                           + f" | {o['evals_median']:.0f} | {o['not_converged']} of {o['of']} |")
             out.append(f"| {e['k']:g} | **{e['difference_of']}** | "
-                       + " | ".join(f"**{e['difference'][s].format()}**" for s in SCORES) + " |")
+                       + " | ".join(f"**{e['difference'][s].format()}**" for s in SCORES) + " | | |")
         out.append("")
     return "\n".join(out)
 
@@ -170,8 +186,19 @@ def plot_differences(entries: list[dict], path) -> Path:
     return _save(fig, path)
 
 
+_COLUMN_TITLES = {
+    ("reconstruct", "identity"): "reconstruction\nfrom all responses",
+    ("reconstruct", "topk"): "reconstruction\nfrom Top-K only",
+    ("reconstruct", "non_topk"): "reconstruction\nfrom non-Top-K only",
+    ("texture-synthesis", "all"): "texture synthesis\nall responses",
+    ("texture-synthesis", "topk_only"): "texture synthesis\nTop-K only",
+    ("texture-synthesis", "without_topk"): "texture synthesis\nwithout Top-K",
+}
+
+
 def plot_examples(out, backbones, images, k, path) -> Path:
-    """One row per condition (target first), one column per (image, backbone), from the saved PNGs."""
+    """The paper's Figs. 2-3 side by side: one row per (image, backbone); the target, the three
+    reconstructions, the three syntheses, from the saved PNGs at their own size (1 px per px)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -179,35 +206,44 @@ def plot_examples(out, backbones, images, k, path) -> Path:
     from PIL import Image
 
     out = Path(out)
-    rows = [("target", None, None)] + [(a, c, None if i == 0 else k) for a, conds in ANALYSES.items()
+    cols = [("target", None, None)] + [(a, c, None if i == 0 else k) for a, conds in ANALYSES.items()
                                        for i, c in enumerate(conds)]
-    cols = [(im, b) for im in images for b in backbones]
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(1.9 * len(cols), 1.9 * len(rows)), squeeze=False)
-    for r, (analysis, cond, kk) in enumerate(rows):
-        for c, (im, b) in enumerate(cols):
-            ax = axes[r][c]
-            ax.set_xticks([])
-            ax.set_yticks([])
+    rows = [(im, b) for im in images for b in backbones]
+    pictures, px = {}, 96
+    for r, (im, b) in enumerate(rows):
+        for c, (analysis, cond, kk) in enumerate(cols):
             p = (out / "examples" / b / im / "target.png" if analysis == "target"
                  else example_path(out, b, im, analysis, cond, kk))
             if p.is_file():
                 with Image.open(p) as pic:
-                    ax.imshow(np.asarray(pic.convert("RGB")))
+                    pictures[r, c] = np.asarray(pic.convert("RGB"))
+                px = max(px, pictures[r, c].shape[1])
+    dpi = 100
+    cell = px / dpi
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(cell * len(cols) + 0.6, (cell + 0.1) * len(rows) + 0.9),
+                             squeeze=False, dpi=dpi)
+    for r, (im, b) in enumerate(rows):
+        for c, (analysis, cond, _) in enumerate(cols):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if (r, c) in pictures:
+                ax.imshow(pictures[r, c], interpolation="nearest")
             if r == 0:
-                ax.set_title(f"{im}\n{b}", fontsize=7)
+                ax.set_title("target" if analysis == "target" else _COLUMN_TITLES.get((analysis, cond), cond),
+                             fontsize=8)
             if c == 0:
-                label = "target" if analysis == "target" else f"{'recon' if analysis == 'reconstruct' else 'texture'}\n{cond}"
-                ax.set_ylabel(label, fontsize=7)
-    fig.suptitle(f"K = {k:g} for the Top-K conditions", fontsize=9)
-    fig.tight_layout()
-    return _save(fig, path)
+                ax.set_ylabel(f"{im}\n{b}", fontsize=8)
+    fig.suptitle(f"K = {k:g} of the positions for the Top-K conditions", fontsize=9)
+    fig.tight_layout(pad=0.3)
+    return _save(fig, path, dpi=dpi)
 
 
-def _save(fig, path) -> Path:
+def _save(fig, path, dpi: int = 110) -> Path:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
     return atomic_write_bytes(path, buf.getvalue())
 
@@ -216,13 +252,17 @@ def write_report(rows: list[dict], out, *, examples=(), example_k=None, seed: in
     """``summary.json``, ``summary.csv``, ``scores.csv``, ``summary.md`` and the two figures; returns paths."""
     out = Path(out)
     entries = summarize(rows, seed=seed)
+    unconverged, total = not_converged(rows)
+    note = f"{unconverged} of {total} optimisations did not converge (stopped at the cap)"
     paths = {
         "summary_json": atomic_write_json(out / "summary.json", {"entries": summary_json(entries),
-                                                                 "verdict": verdict_sentences(entries)}),
+                                                                 "verdict": verdict_sentences(entries),
+                                                                 "not_converged": unconverged, "optimisations": total}),
         "summary_csv": atomic_write_text(out / "summary.csv", summary_csv(entries)),
         "scores_csv": atomic_write_text(out / "scores.csv", _rows_csv(rows)),
         "summary_md": atomic_write_text(out / "summary.md", summary_markdown(entries) + "\n"
-                                        + "\n".join(f"- {s}" for s in verdict_sentences(entries)) + "\n"),
+                                        + "\n".join(f"- {s}" for s in verdict_sentences(entries))
+                                        + f"\n- {note}\n"),
     }
     if entries:
         paths["differences_png"] = plot_differences(entries, out / "claim_differences.png")

@@ -1,8 +1,7 @@
-"""What texture synthesis and reconstruction share: inputs, the run over conditions, the result."""
+"""What texture synthesis and reconstruction share: inputs, the optimisation of all conditions, the result."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,9 +13,13 @@ from torch import nn
 from .._io import atomic_write_json
 from ..functional import resolve_k, validate_k
 from .backbones import load_backbone
+from .devices import analysis_device, placed
+from .conditions import condition_mask
+from .convergence import StopRule
 from .features import FeatureExtractor, default_layers, frozen, positions_of, warn_degenerate
 from .images import load_image, save_grid, save_png, to_tensor
-from .optimize import optimize_image
+from .objectives import BatchObjective, Task
+from .optimize import DEFAULT_LR, optimize_tasks
 from .scores import STRUCTURE_SCORES, TEXTURE_SCORES, image_scores
 
 __all__ = ["AnalysisResult", "prepare_image", "prepare_model", "run_conditions", "SCORE_DOC"]
@@ -40,7 +43,8 @@ def prepare_image(image, size: int | None) -> torch.Tensor:
         if t.ndim != 4 or t.shape[:2] != (1, 3):
             raise ValueError(f"an image tensor must be (1, 3, H, W) or (3, H, W) in [0, 1], got {tuple(image.shape)}")
         if size is not None and tuple(t.shape[2:]) != (size, size):
-            return to_tensor(Image.fromarray((t[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)), size)
+            pixels = (t[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+            return to_tensor(Image.fromarray(pixels), size)
         return t.clamp(0, 1)
     return to_tensor(image, size)
 
@@ -58,29 +62,39 @@ def prepare_model(model, weights) -> tuple[nn.Module, str]:
 
 @dataclass
 class AnalysisResult:
-    """Target, one image per condition, their loss histories, scores and the settings used."""
+    """Target, one image per condition, how each optimisation went, scores and the settings used.
+
+    ``losses[cond]``: the loss at every evaluation; ``optimisation[cond]``:
+    evaluations used, whether the rule saw convergence (else the cap stopped
+    it), the first and the best loss.
+    """
 
     kind: str
     target: torch.Tensor
     images: dict[str, torch.Tensor]
     losses: dict[str, list[float]]
+    optimisation: dict[str, dict]
     scores: dict[str, dict[str, float]]
     kept_fraction: dict[str, dict[str, float]]
     config: dict = field(default_factory=dict)
     paths: dict = field(default_factory=dict)
 
+    @property
+    def not_converged(self) -> list[str]:
+        return [c for c, o in self.optimisation.items() if not o["converged"]]
+
     def summary(self) -> dict:
         conditions = {
             cond: {
                 **self.scores[cond],
-                "loss_initial": self.losses[cond][0],
-                "loss_final": self.losses[cond][-1],
+                **self.optimisation[cond],
                 "kept_fraction": self.kept_fraction[cond],
                 **({"image": self.paths["images"][cond]} if "images" in self.paths else {}),
             }
             for cond in self.images
         }
-        out = {"kind": self.kind, **self.config, "conditions": conditions, "scores_doc": SCORE_DOC}
+        out = {"kind": self.kind, **self.config, "conditions": conditions, "not_converged": self.not_converged,
+               "scores_doc": SCORE_DOC}
         if self.paths:
             out["grid"] = self.paths.get("grid")
             out["json"] = self.paths.get("json")
@@ -91,7 +105,7 @@ class AnalysisResult:
         condition and ``<stem>_<kind>.json``; returns the paths."""
         out = Path(out_dir)
         prefix = f"{stem}_{self.kind}" if stem else self.kind
-        labels = ["target"] + [_label(c, self.scores[c]) for c in self.images]
+        labels = ["target"] + [_label(c, self.scores[c], self.optimisation[c]) for c in self.images]
         cell = max(200, self.target.shape[-1])  # room for the labels
         grid = save_grid([self.target, *self.images.values()], labels, out / f"{prefix}_grid.png", cell=cell)
         images = {c: str(save_png(im, out / f"{prefix}_{c}.png")) for c, im in self.images.items()}
@@ -102,14 +116,13 @@ class AnalysisResult:
         return self.paths
 
 
-def _label(cond: str, scores: dict) -> str:
+def _label(cond: str, scores: dict, optimisation: dict) -> str:
+    state = "converged" if optimisation["converged"] else "NOT converged"
     return (
         f"{cond}\nssim {scores['ssim']:.2f} edge {scores['edge_correlation']:.2f}\n"
-        f"gram {scores['gram_distance']:.2f} colour {scores['color_histogram_distance']:.2f}"
+        f"gram {scores['gram_distance']:.2f} colour {scores['color_histogram_distance']:.2f}\n"
+        f"{optimisation['evals']} evals, {state}"
     )
-
-
-LossFactory = Callable[[str, dict, FeatureExtractor], tuple[Callable, dict]]
 
 
 def run_conditions(
@@ -118,43 +131,50 @@ def run_conditions(
     model,
     *,
     conditions,
-    make_loss: LossFactory,
     weights=None,
     layers=None,
     topk=0.05,
-    steps: int,
-    lr: float,
-    optimizer: str = "lbfgs",
-    inner_iters: int = 20,
+    optimizer: str = "adam",
+    lr: float | None = None,
+    rule: StopRule,
     size: int | None = 256,
     seed: int = 0,
     device=None,
     progress: bool = True,
 ) -> AnalysisResult:
-    """Optimise one image per condition; ``make_loss(cond, target_features, extractor)``
-    returns the loss of an image and the fraction of target entries each layer keeps."""
+    """Optimise one image per condition of ``kind`` until ``rule`` stops each, from the same seeded noise.
+
+    With Adam all conditions run as one batch (``objectives``: each row is
+    its own optimisation); with L-BFGS one after the other.
+    """
     validate_k(topk)
     start = time.perf_counter()
     target = prepare_image(image, size)
     net, model_name = prepare_model(model, weights)
-    device = torch.device(device or "cpu")
-    net.to(device)
-    target = target.to(device)
-    with frozen(net):
+    device = analysis_device(model, device)
+    dtype = next((p.dtype for p in net.parameters() if p.is_floating_point()), torch.float32)
+    target = target.to(device=device, dtype=dtype)
+    lr = DEFAULT_LR[optimizer] if lr is None and optimizer in DEFAULT_LR else lr
+    with placed(net, device), frozen(net):
         layer_names = layers or default_layers(net, model_name if isinstance(model, str) else None, size=target.shape[-1])
         extractor = FeatureExtractor(net, layer_names)
         with torch.no_grad():
             target_features = extractor(target)
         warn_degenerate(target_features, topk)
-        images, losses, scores, kept = {}, {}, {}, {}
+        objective = BatchObjective(extractor, [target_features], [Task(kind, cond, topk) for cond in conditions])
+        result = optimize_tasks(objective, len(conditions), tuple(target.shape), optimizer=optimizer, rule=rule, lr=lr,
+                                seed=seed, device=device, dtype=dtype, progress=progress,
+                                desc=f"{kind} ({len(conditions)} conditions)")
+        images, losses, optimisation, scores, kept = {}, {}, {}, {}, {}
         for i, cond in enumerate(conditions):
-            loss_fn, kept[cond] = make_loss(cond, target_features, extractor)
-            images[cond], losses[cond] = optimize_image(
-                loss_fn, tuple(target.shape), optimizer=optimizer, steps=steps, lr=lr, inner_iters=inner_iters,
-                seed=seed, device=device, progress=progress, desc=f"{kind} {cond} ({i + 1}/{len(conditions)})",
-            )
+            images[cond] = result.images[i : i + 1]
+            losses[cond] = result.trackers[i].losses
+            optimisation[cond] = result.trackers[i].summary()
             with torch.no_grad():
-                scores[cond] = image_scores(images[cond].cpu(), target.cpu(), extractor(images[cond]), target_features)
+                scores[cond] = image_scores(images[cond].cpu().float(), target.cpu().float(), extractor(images[cond]),
+                                            target_features)
+            masks = {n: condition_mask(t, cond, topk) for n, t in target_features.items()}
+            kept[cond] = kept_fraction(masks, target_features)
     config = {
         "image": str(image) if isinstance(image, (str, Path)) else None,
         "model": model_name,
@@ -167,15 +187,16 @@ def run_conditions(
         },
         "optimizer": optimizer,
         "lr": lr,
-        "steps": steps,
-        "inner_iters": inner_iters if optimizer == "lbfgs" else 1,
+        "stop_rule": rule.to_json(),
         "size": list(target.shape[-2:]),
         "seed": seed,
+        "device": str(device),
         "seconds": round(time.perf_counter() - start, 2),
         "structure_scores": list(STRUCTURE_SCORES),
         "texture_scores": list(TEXTURE_SCORES),
     }
-    return AnalysisResult(kind, target.cpu(), {c: im.cpu() for c, im in images.items()}, losses, scores, kept, config)
+    return AnalysisResult(kind, target.cpu().float(), {c: im.cpu().float() for c, im in images.items()}, losses,
+                          optimisation, scores, kept, config)
 
 
 def kept_fraction(masks: dict[str, torch.Tensor | None], features: dict[str, torch.Tensor]) -> dict[str, float]:

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from .._io import atomic_write_json
 from ..functional import resolve_k, topk_mask, validate_k
 from .common import prepare_image, prepare_model
+from .devices import analysis_device, placed
 from .features import FeatureExtractor, channel_dim_of, default_layers, frozen, positions_of
 from .images import image_grid, save_png
 
@@ -94,9 +95,8 @@ def topk_masks(image, model="vgg16", *, weights=None, layer: str | None = None, 
     validate_k(topk)
     target = prepare_image(image, size)
     net, name = prepare_model(model, weights)
-    device = torch.device(device or "cpu")
-    net.to(device)
-    with frozen(net), torch.no_grad():
+    device = analysis_device(model, device)
+    with placed(net, device), frozen(net), torch.no_grad():
         if layer is None:
             defaults = default_layers(net, name if isinstance(model, str) else None, size=target.shape[-1])
             layer = defaults[min(2, len(defaults) - 1)]

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .._io import json_safe
+from .argtypes import bounded_float, positive_int
 
 TEXTURE_HELP = "Gatys texture synthesis with all / without Top-K / Top-K-only responses (SPEC 5, paper Fig. 2)"
 RECONSTRUCT_HELP = "reconstruct an image from all / Top-K / non-Top-K responses (SPEC 6, paper Fig. 3)"
@@ -31,32 +32,51 @@ def _common(p: argparse.ArgumentParser, model_required: bool = False) -> None:
     p.add_argument("--topk", type=topk_value, default=0.05, metavar="F",
                    help="K: a fraction of the positions (0.05, the authors' default) or an int count")
     p.add_argument("--out", metavar="DIR", default="analysis-results", help="output folder (default: analysis-results)")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cpu)")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available, else cpu)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object (paths and scores) on stdout")
 
 
-def _optimisation(p: argparse.ArgumentParser, steps: int, lr: float) -> None:
+def _optimisation(p: argparse.ArgumentParser) -> None:
+    from ..analysis.convergence import StopRule
+    from ..analysis.optimize import DEFAULT_LR, OPTIMIZERS
+
     p.add_argument("--layers", nargs="+", metavar="NAME",
                    help="layers by module name (default: relu1_1, pool1..pool4 for VGG; one per resolution otherwise)")
-    p.add_argument("--steps", type=int, default=steps, metavar="N", help=f"optimiser steps (default: {steps})")
-    p.add_argument("--inner-iters", type=int, default=20, metavar="N",
-                   help="L-BFGS iterations per step (default: 20, the authors' code)")
-    p.add_argument("--lr", type=float, default=lr, help=f"learning rate (default: {lr:g})")
-    p.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs", help="default: lbfgs")
+    add_stop_rule_options(p, StopRule())
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
+                   help="adam (default: all conditions optimised as one batch) or lbfgs (one condition at a time)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")")
     p.add_argument("--size", type=int, default=256, metavar="PX", help="square image side (default: 256)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial noise (default: 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def add_stop_rule_options(p: argparse.ArgumentParser, rule) -> None:
+    """--tol, --window, --max-evals, --plateaus: when an optimisation stops (``convergence.StopRule``)."""
+    p.add_argument("--tol", type=bounded_float(0, 0.999, "--tol {} must be a relative change in [0, 1)"),
+                   default=rule.tol, metavar="F",
+                   help=f"converged when the best loss improved by at most F (relative) over --window "
+                        f"evaluations (default: {rule.tol:g})")
+    p.add_argument("--window", type=positive_int, default=rule.window, metavar="N",
+                   help=f"evaluations the improvement is measured over (default: {rule.window})")
+    p.add_argument("--max-evals", type=positive_int, default=rule.max_evals, metavar="N",
+                   help=f"stop after N loss evaluations at the latest; recorded as not converged "
+                        f"(default: {rule.max_evals})")
+    p.add_argument("--plateaus", type=positive_int, default=rule.plateaus, metavar="N",
+                   help=f"converged at the N-th plateau; Adam's learning rate is divided by 4 at each one before "
+                        f"(default: {rule.plateaus})")
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("texture-synthesis", help=TEXTURE_HELP, description=TEXTURE_HELP)
     _common(p)
-    _optimisation(p, steps=100, lr=1.0)
+    _optimisation(p)
     p.set_defaults(run=run_texture)
 
     p = sub.add_parser("reconstruct", help=RECONSTRUCT_HELP, description=RECONSTRUCT_HELP)
     _common(p)
-    _optimisation(p, steps=1, lr=10.0)
+    _optimisation(p)
     p.set_defaults(run=run_reconstruct)
 
     p = sub.add_parser("masks", help=MASKS_HELP, description=MASKS_HELP)
@@ -77,18 +97,23 @@ def _print_result(args, summary: dict) -> None:
         print(json.dumps(json_safe(summary)))
         return
     print(f"{summary['kind']}: {summary['model']}, layers {', '.join(summary['layers'])}, K={summary['topk']}")
-    print(f"{'condition':<14} {'ssim':>7} {'edge_corr':>9} {'gram_dist':>9} {'colour_dist':>11} {'loss 0 -> end':>20}")
+    print(f"{'condition':<14} {'ssim':>7} {'edge_corr':>9} {'gram_dist':>9} {'colour_dist':>11} {'loss 0 -> best':>20} "
+          f"{'evals':>6}  converged")
     for cond, s in summary["conditions"].items():
         print(f"{cond:<14} {s['ssim']:>7.3f} {s['edge_correlation']:>9.3f} {s['gram_distance']:>9.3f} "
-              f"{s['color_histogram_distance']:>11.3f} {s['loss_initial']:>9.4g} -> {s['loss_final']:<9.4g}")
+              f"{s['color_histogram_distance']:>11.3f} {s['loss_initial']:>9.4g} -> {s['loss_final']:<9.4g} "
+              f"{s['evals']:>6}  {'yes' if s['converged'] else 'NO (stopped at --max-evals)'}")
     print("structure (higher = closer): ssim, edge_corr; texture/colour (lower = closer): gram_dist, colour_dist")
+    if summary["not_converged"]:
+        print(f"not converged: {', '.join(summary['not_converged'])}; raise --max-evals or --tol")
     print(f"wrote {summary['grid']} and {summary['json']}")
 
 
 def _run(args, fn) -> int:
     result = fn(
-        args.image, args.model, weights=args.weights, layers=args.layers, topk=args.topk, steps=args.steps,
-        lr=args.lr, optimizer=args.optimizer, inner_iters=args.inner_iters, size=args.size, seed=args.seed,
+        args.image, args.model, weights=args.weights, layers=args.layers, topk=args.topk, optimizer=args.optimizer,
+        lr=args.lr, tol=args.tol, window=args.window, max_evals=args.max_evals, plateaus=args.plateaus, size=args.size,
+        seed=args.seed,
         device=args.device, progress=_progress(args),
     )
     result.save(args.out, Path(args.image).stem)

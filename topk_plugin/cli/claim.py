@@ -7,11 +7,12 @@ import sys
 import time
 
 from .._io import json_safe
+from .analysis import add_stop_rule_options
 from .argtypes import check_fractions, positive_int
 
 HELP = ("measure the paper's claim (Figs. 2-3) on many images: reconstruction and texture synthesis from "
         "all / Top-K / non-Top-K responses, scores with bootstrap intervals and a verdict per backbone and K")
-EPILOG = """example (the run in BENCHMARKS.md, about 25 min on 2 CPU cores):
+EPILOG = """example (the run in BENCHMARKS.md; hours on 2 CPU cores, so --resume continues it):
   topk-plugin analyze-claim --cue-conflict ../shared/data/cue-conflict \\
       --backbone squeezenet1_1=../shared/weights/squeezenet1_1_imagenet_torchvision_norm.pth \\
       --backbone tf_efficientnet_lite0=offline --out claim/"""
@@ -28,6 +29,8 @@ def backbone_spec(text: str) -> tuple[str, str | None]:
 
 def add_parser(sub) -> None:
     from ..analysis.claim import PHOTOS
+    from ..analysis.convergence import StopRule
+    from ..analysis.optimize import DEFAULT_LR, OPTIMIZERS
 
     p = sub.add_parser("analyze-claim", help=HELP, description=HELP, epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -35,23 +38,26 @@ def add_parser(sub) -> None:
                    metavar="NAME[=WEIGHTS]",
                    help="repeatable; WEIGHTS: a local state dict, 'offline' (weights a pip package ships), 'random'")
     p.add_argument("--cue-conflict", metavar="DIR", help="cue-conflict stimuli folder (needed unless --n-cue-conflict 0)")
-    p.add_argument("--n-cue-conflict", type=int, default=32, metavar="N",
-                   help="seeded sample of N stimuli, stratified by shape category (default: 32)")
+    p.add_argument("--n-cue-conflict", type=int, default=12, metavar="N",
+                   help="seeded sample of N stimuli, stratified by shape category (default: 12)")
     p.add_argument("--photos", nargs="*", default=list(PHOTOS), choices=PHOTOS,
                    help=f"scikit-image photographs (default: {' '.join(PHOTOS)})")
     p.add_argument("--topk", nargs="+", type=float, default=[0.05, 0.1, 0.2], metavar="F",
                    help="K as fractions of the positions (default: 0.05 0.1 0.2)")
     p.add_argument("--size", type=positive_int, default=128, metavar="PX", help="square image side (default: 128)")
-    p.add_argument("--recon-steps", type=positive_int, default=1, metavar="N",
-                   help="L-BFGS steps per reconstruction (default: 1, the authors' code)")
-    p.add_argument("--texture-steps", type=positive_int, default=1, metavar="N",
-                   help="L-BFGS steps per texture synthesis (default: 1; the paper's 100 take hours on a CPU)")
-    p.add_argument("--inner-iters", type=positive_int, default=20, metavar="N", help="L-BFGS iterations per step (default: 20)")
+    add_stop_rule_options(p, StopRule())
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
+                   help="adam (default: the conditions of --images-per-batch images as one batch) or lbfgs "
+                        "(one optimisation at a time)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")")
+    p.add_argument("--images-per-batch", type=positive_int, default=1, metavar="N",
+                   help="images optimised together (14 optimisations each at 3 K); default 1")
     p.add_argument("--seed", type=int, default=0, help="seeds the sample, the initial noise and the bootstrap (default: 0)")
     p.add_argument("--examples", nargs="*", metavar="IMAGE",
                    help="images shown in claim_examples.png (default: the first photo and the first stimulus)")
     p.add_argument("--out", default="claim-results", metavar="DIR", help="output folder (default: claim-results)")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cpu)")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available, else cpu)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out with the same options")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object (verdict and paths) on stdout")
     p.set_defaults(run=run)
@@ -80,19 +86,23 @@ def run(args: argparse.Namespace) -> int:
     unknown = [e for e in examples if e not in names]
     if unknown:
         raise ValueError(f"--examples {unknown} are not among this run's images: {sorted(names)}")
-    config = ClaimConfig(backbones=tuple(args.backbones), ks=tuple(ks), size=args.size, recon_steps=args.recon_steps,
-                         texture_steps=args.texture_steps, inner_iters=args.inner_iters, seed=args.seed)
+    config = ClaimConfig(backbones=tuple(args.backbones), ks=tuple(ks), size=args.size, optimizer=args.optimizer,
+                         lr=args.lr, tol=args.tol, window=args.window, max_evals=args.max_evals, plateaus=args.plateaus,
+                         images_per_batch=args.images_per_batch, seed=args.seed)
     start = time.perf_counter()
     rows = run_claim(images, config, args.out, examples=examples, resume=args.resume, device=args.device,
                      progress=not args.json or sys.stderr.isatty())
     report = write_report(rows, args.out, examples=examples, seed=args.seed)
     seconds = time.perf_counter() - start
+    not_converged = sum(not r["converged"] for r in rows)
     if args.json:
         print(json.dumps(json_safe({"verdict": verdict_sentences(report["entries"]), "paths": report["paths"],
-                                    "images": len(images), "seconds": round(seconds, 1)})))
+                                    "images": len(images), "optimisations": len(rows),
+                                    "not_converged": not_converged, "seconds": round(seconds, 1)})))
         return 0
     print(summary_markdown(report["entries"]))
     for line in verdict_sentences(report["entries"]):
         print(line)
+    print(f"{not_converged} of {len(rows)} optimisations did not converge (stopped at --max-evals {args.max_evals})")
     print(f"{len(images)} images, {seconds:.0f} s; wrote " + ", ".join(report["paths"].values()))
     return 0
