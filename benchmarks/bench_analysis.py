@@ -28,7 +28,6 @@ from pathlib import Path
 
 import torch
 
-from topk_plugin.kernel import cpu as _cpu
 from topk_plugin._io import atomic_write_json
 from topk_plugin.analysis import (
     default_layers,
@@ -37,6 +36,7 @@ from topk_plugin.analysis import (
     texture_synthesis,
 )
 from topk_plugin.analysis.common import prepare_image
+from topk_plugin.kernel import cpu as _cpu
 from topk_plugin.zoo.weights import OFFLINE_SOURCES
 
 SQUEEZENET_WEIGHTS = "squeezenet1_1_imagenet_torchvision_norm.pth"

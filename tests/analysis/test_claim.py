@@ -175,11 +175,12 @@ def test_two_images_per_batch_give_every_row(tiny_run, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("text, message", [
-    ('{"format": "topk-plugin.claim-checkpoint", "config": {"size": 4', "corrupt or truncated"),
+    ('{"format": "topk-plugin.claim-checkpoint", "config": {"size": 4', "truncated or corrupt"),
     ('{"format": "topk-plugin.claim-checkpoint", "config": {}}', "lacks 'rows'"),
-    ('{"format": "topk-plugin.claim-checkpoint", "config": {}, "rows": [{"image": "a"}]}', "lacks 'rows'"),
-    ('{"format": "something-else", "rows": []}', "is not a claim checkpoint"),
-    ('[1, 2]', "is not a claim checkpoint"),
+    ('{"format": "topk-plugin.claim-checkpoint", "config": {}, "rows": [{"image": "a"}]}', "rows lack 'backbone'"),
+    ('{"format": "something-else", "rows": []}', "is not a topk-plugin.claim-checkpoint file"),
+    ('[1, 2]', "is not a topk-plugin.claim-checkpoint file"),
+    ('\x00\xff binary', "truncated or corrupt"),
 ])
 def test_a_bad_checkpoint_names_the_file_and_the_fix(tiny_run, tmp_path, text, message):
     images, config = tiny_run

@@ -118,7 +118,7 @@ def test_random_weights_repeat():
     a = load_backbone("squeezenet1_1", "random")
     torch.manual_seed(2)
     b = load_backbone("squeezenet1_1", "random")
-    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(pa, pb), name
     after_build = torch.rand(1)  # the caller's RNG stream is left as it was
     torch.manual_seed(2)

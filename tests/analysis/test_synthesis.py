@@ -79,7 +79,7 @@ def test_scores_and_outputs(run, tmp_path):
         assert grid.width > 4 * 32  # target + three conditions side by side
     for cond, p in paths["images"].items():
         with Image.open(p) as im:
-            assert im.size == (32, 32)
+            assert im.size == (32, 32), cond
     import json
 
     with open(paths["json"]) as f:

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .._io import atomic_write_json, check_same_settings
+from .._io import atomic_write_json, check_same_settings, checkpoint_error, read_json_checkpoint
 from .backbones import load_backbone
 from .common import prepare_image
 from .convergence import StopRule
@@ -176,18 +176,10 @@ def example_path(out: Path, backbone: str, image: str, analysis: str, cond: str,
 
 def _load_rows(checkpoint: Path, config: dict, names: list[str]) -> list[dict]:
     """The rows of a checkpoint made with the same settings; a clear error for anything else."""
-    fix = "delete it, or run without --resume (or with another --out) to start afresh"
-    try:
-        data = json.loads(checkpoint.read_text())
-        if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{checkpoint} is not a claim checkpoint; {fix}")
-        saved, rows = data["config"], data["rows"]
-        if not isinstance(rows, list) or not all(isinstance(r, dict) and {"backbone", "image"} <= r.keys() for r in rows):
-            raise KeyError("rows")
-    except json.JSONDecodeError as err:
-        raise ValueError(f"claim checkpoint {checkpoint} is corrupt or truncated ({err}); {fix}") from None
-    except (KeyError, TypeError, AttributeError) as err:
-        raise ValueError(f"claim checkpoint {checkpoint} lacks {err} (written by another version?); {fix}") from None
+    data = read_json_checkpoint(checkpoint, CHECKPOINT_FORMAT, required=("config", "rows"))
+    saved, rows = data["config"], data["rows"]
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and {"backbone", "image"} <= r.keys() for r in rows):
+        raise checkpoint_error(checkpoint, "its rows lack 'backbone' or 'image' (written by another version?)")
     check_same_settings(checkpoint, {**saved, "images": data.get("images")}, {**config, "images": names})
     return rows
 

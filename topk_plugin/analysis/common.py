@@ -13,9 +13,9 @@ from torch import nn
 from .._io import atomic_write_json
 from ..functional import resolve_k, validate_k
 from .backbones import load_backbone
-from .devices import analysis_device, placed
 from .conditions import condition_mask
 from .convergence import StopRule
+from .devices import analysis_device, placed
 from .features import FeatureExtractor, default_layers, frozen, positions_of, warn_degenerate
 from .images import load_image, save_grid, save_png, to_tensor
 from .objectives import BatchObjective, Task

@@ -116,7 +116,7 @@ def image_grid(images, labels=None, *, columns: int | None = None, cell: int | N
     text_h = lines * (font_size + 3) + 4 if lines else 0
     grid = Image.new("RGB", (columns * (cell + pad) + pad, rows * (cell_h + text_h + pad) + pad), background)
     draw = ImageDraw.Draw(grid)
-    for i, (p, label) in enumerate(zip(pils, labels)):
+    for i, (p, label) in enumerate(zip(pils, labels, strict=True)):
         r, c = divmod(i, columns)
         x, y = pad + c * (cell + pad), pad + r * (cell_h + text_h + pad)
         grid.paste(p, (x, y))
