@@ -101,13 +101,13 @@ def _one_line(err: str, *needles: str) -> str:
 @pytest.fixture
 def no_evaluation(monkeypatch):
     """Any evaluation fails the test: the checks must come before the work."""
+    from topk_plugin.cli import shape_bias as command
     from topk_plugin.search import search as search_module
-    from topk_plugin.shape_bias import evaluate
 
     def started(*_a, **_k):
         raise AssertionError("evaluation started before the input was checked")
 
-    monkeypatch.setattr(evaluate, "evaluate_model", started)
+    monkeypatch.setattr(command, "evaluate_model", started)
     monkeypatch.setattr(search_module, "evaluate_settings", started)
 
 
@@ -448,12 +448,12 @@ def test_ctrl_c_says_how_to_resume(cue, imagenet, weights, tmp_path):
 
 
 def test_ctrl_c_without_resume_option(cue, weights, tmp_path, capsys, monkeypatch):
-    from topk_plugin.shape_bias import evaluate
+    from topk_plugin.cli import shape_bias as command
 
     def interrupted(*_a, **_k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(evaluate, "evaluate_model", interrupted)
+    monkeypatch.setattr(command, "evaluate_model", interrupted)
     line = _failing(capsys, tmp_path / "out", "shape-bias", "--model", MODEL, "--weights", weights["good"],
                     "--data", cue, *FAST, needles=("interrupted",), status=130)
     assert "--resume" not in line  # shape-bias has none
@@ -487,10 +487,10 @@ def _disk_full(*_a, **_k):
 
 @pytest.mark.parametrize("when", ["second setting", "writing the plot"])
 def test_shape_bias_that_fails_late_leaves_out_as_it_was(cue, weights, tmp_path, capsys, monkeypatch, when):
-    from topk_plugin.shape_bias import evaluate, plot
+    from topk_plugin.cli import shape_bias as command  # the names the command calls
 
     if when == "second setting":
-        real, calls = evaluate.evaluate_model, []
+        real, calls = command.evaluate_model, []
 
         def second_fails(*args, **kwargs):
             calls.append(1)
@@ -498,9 +498,9 @@ def test_shape_bias_that_fails_late_leaves_out_as_it_was(cue, weights, tmp_path,
                 _disk_full()
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(evaluate, "evaluate_model", second_fails)
+        monkeypatch.setattr(command, "evaluate_model", second_fails)
     else:
-        monkeypatch.setattr(plot, "plot_shape_bias", _disk_full)
+        monkeypatch.setattr(command, "plot_shape_bias", _disk_full)
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("an earlier run's notes\n")
@@ -557,12 +557,12 @@ def test_results_follow_the_umask(cue, weights, tmp_path, capsys):
 
 
 def test_a_bug_is_one_line_with_its_traceback_in_a_file(cue, weights, tmp_path, capsys, monkeypatch):
-    from topk_plugin.shape_bias import evaluate
+    from topk_plugin.cli import shape_bias as command
 
     def bug(*_a, **_k):
         raise TypeError("unsupported operand type(s)\nsecond line")
 
-    monkeypatch.setattr(evaluate, "evaluate_model", bug)
+    monkeypatch.setattr(command, "evaluate_model", bug)
     monkeypatch.delenv("TOPK_PLUGIN_TRACEBACK", raising=False)
     line = _failing(capsys, tmp_path / "out", "shape-bias", "--model", MODEL, "--weights", weights["good"],
                     "--data", cue, *FAST, needles=("internal error", "TypeError", "traceback in"), status=1)

@@ -196,3 +196,25 @@ def test_search_reports_the_shape_only_sets_present(offline, tmp_path, monkeypat
         "edge": None, "silhouette": None, "sketch": None, "stylized": tmp_path / "st"}
     assert _shape_only(argparse.Namespace(shape_only=[]), {}) == {}
     assert offline == []  # looking never downloads
+
+
+def test_a_stats_norm_placement_is_scored_with_its_strength_and_no_random_twin(weights, tmp_path, capsys):
+    """A calibrated control spec (search-placement's best_stats_norm_placement.json) runs like a Top-K one."""
+    import topk_plugin
+
+    model = torchvision.models.squeezenet1_1()
+    model.load_state_dict(torch.load(weights))
+    topk_plugin.sparsify(model, ["features.3"], op="stats-norm", strength=0.5)
+    topk_plugin.calibrate(model, [torch.randn(4, 3, 32, 32)])
+    spec = tmp_path / "control.json"
+    topk_plugin.PlacementSpec.from_model(model, model_name="tv:squeezenet1_1").save(spec)
+    make_shape_only(tmp_path / "silhouette", "silhouette", size=32)
+    code = main(["shape-bias", "--model", "tv:squeezenet1_1", "--weights", str(weights), "--datasets", "silhouette",
+                 "--data", str(tmp_path), "--topk", "0", "--placement", f"control={spec}", "--control", "random",
+                 "--out", str(tmp_path / "out"), "--batch-size", "256", "--workers", "0", "--json"])
+    assert code == 0
+    rows = json.loads(capsys.readouterr().out)["results"]
+    assert [(r["name"], r["op"]) for r in rows] == [("squeezenet1_1", "dense"), ("squeezenet1_1_control", "stats-norm")]
+    control = rows[1]
+    assert control["strength"] == 0.5 and control["topk"] is None and "fill" not in control
+    assert control["layers"] == ["features.3"] and "delta_accuracy" in control

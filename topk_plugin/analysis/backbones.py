@@ -16,7 +16,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torchvision
 from torch import nn
+
+from ..zoo import WeightsUnavailableError, create_model
+from ..zoo.factory import UnknownModelError, default_pretrained
 
 __all__ = ["load_backbone", "BackboneError", "RANDOM_INIT_SEED"]
 
@@ -41,10 +45,6 @@ def load_backbone(name: str, weights=None) -> nn.Module:
     Built by :func:`topk_plugin.zoo.create_model`; torchvision's model wins when
     both libraries have the name, because the default layer tables use its names.
     """
-    import torchvision
-
-    from ..zoo import WeightsUnavailableError, create_model
-    from ..zoo.factory import UnknownModelError, default_pretrained
 
     if weights is not None and weights not in ("offline", "random"):
         path = Path(weights)

@@ -25,6 +25,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .._io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..stats import Interval, bootstrap, paired_difference
@@ -203,7 +204,6 @@ def plot_examples(out, backbones, images, k, path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from PIL import Image
 
     out = Path(out)
     cols = [("target", None, None)] + [(a, c, None if i == 0 else k) for a, conds in ANALYSES.items()

@@ -14,6 +14,7 @@ import warnings
 import torch
 from torch import nn
 
+from ..functional import resolve_k
 from ..layers import UnknownLayerError, resolve_layers
 from ..shape_bias.batches import IMAGENET_MEAN, IMAGENET_STD, model_normalization
 
@@ -194,8 +195,6 @@ def positions_of(t: torch.Tensor) -> int:
 
 def warn_degenerate(features: dict[str, torch.Tensor], k) -> None:
     """Warn when K covers every position of a layer, so the Top-K conditions coincide there."""
-    from ..functional import resolve_k
-
     for name, t in features.items():
         p = positions_of(t)
         if resolve_k(k, p) >= p:

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from tqdm.auto import tqdm
 
 from .convergence import StopRule, Tracker
 
@@ -41,8 +42,6 @@ ADAM_EPS = 1e-8
 
 
 def _progress(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True, unit="eval")
 
 

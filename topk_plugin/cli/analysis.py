@@ -7,6 +7,9 @@ import sys
 from pathlib import Path
 
 from .._io import json_safe
+from ..analysis import reconstruct, texture_synthesis, topk_masks
+from ..analysis.convergence import StopRule
+from ..analysis.optimize import DEFAULT_LR, OPTIMIZERS
 from .argtypes import bounded_float, positive_int
 
 TEXTURE_HELP = "Gatys texture synthesis with all / without Top-K / Top-K-only responses (SPEC 5, paper Fig. 2)"
@@ -37,9 +40,6 @@ def _common(p: argparse.ArgumentParser, model_required: bool = False) -> None:
 
 
 def _optimisation(p: argparse.ArgumentParser) -> None:
-    from ..analysis.convergence import StopRule
-    from ..analysis.optimize import DEFAULT_LR, OPTIMIZERS
-
     p.add_argument("--layers", nargs="+", metavar="NAME",
                    help="layers by module name (default: relu1_1, pool1..pool4 for VGG; one per resolution otherwise)")
     add_stop_rule_options(p, StopRule())
@@ -122,20 +122,14 @@ def _run(args, fn) -> int:
 
 
 def run_texture(args: argparse.Namespace) -> int:
-    from ..analysis import texture_synthesis
-
     return _run(args, texture_synthesis)
 
 
 def run_reconstruct(args: argparse.Namespace) -> int:
-    from ..analysis import reconstruct
-
     return _run(args, reconstruct)
 
 
 def run_masks(args: argparse.Namespace) -> int:
-    from ..analysis import topk_masks
-
     result = topk_masks(args.image, args.model, weights=args.weights, layer=args.layer, topk=args.topk,
                         size=args.size, device=args.device)
     result.save(args.out, Path(args.image).stem, max_channels=args.channels or None, top=args.top)

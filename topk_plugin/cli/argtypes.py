@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from ..distributed import local_device
+
 __all__ = ["positive_int", "bounded_float", "check_fractions", "add_evaluation_options", "pick_device"]
 
 
@@ -54,6 +56,4 @@ def add_evaluation_options(parser: argparse.ArgumentParser, out_default: str) ->
 
 def pick_device(name: str | None):
     """``--device``, else CUDA when there is one, else the CPU; under torchrun, ``cuda`` is ``cuda:LOCAL_RANK``."""
-    from ..distributed import local_device
-
     return local_device(name)

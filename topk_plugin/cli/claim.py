@@ -7,6 +7,10 @@ import sys
 import time
 
 from .._io import json_safe
+from ..analysis.claim import PHOTOS, ClaimConfig, claim_images, run_claim
+from ..analysis.claim_report import summary_markdown, verdict_sentences, write_report
+from ..analysis.convergence import StopRule
+from ..analysis.optimize import DEFAULT_LR, OPTIMIZERS
 from .analysis import add_stop_rule_options
 from .argtypes import check_fractions, positive_int
 
@@ -28,10 +32,6 @@ def backbone_spec(text: str) -> tuple[str, str | None]:
 
 
 def add_parser(sub) -> None:
-    from ..analysis.claim import PHOTOS
-    from ..analysis.convergence import StopRule
-    from ..analysis.optimize import DEFAULT_LR, OPTIMIZERS
-
     p = sub.add_parser("analyze-claim", help=HELP, description=HELP, epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backbone", dest="backbones", action="append", type=backbone_spec, required=True,
@@ -71,9 +71,6 @@ def _default_examples(images) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis.claim import ClaimConfig, claim_images, run_claim
-    from ..analysis.claim_report import summary_markdown, verdict_sentences, write_report
-
     check_fractions(args.topk, dense_zero=False)
     ks = sorted(set(args.topk))
     if args.n_cue_conflict and not args.cue_conflict:

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..shape_bias.dataset import CueConflictDataset
 from ..shape_bias.datasets import NAMES, dataset_spec
+from ..shape_bias.humans import load_humans
+from ..shape_bias.locate import find_dataset
+from ..shape_bias.shape_only import ShapeOnlyDataset
 
 __all__ = ["data_folders", "load_stimuli", "humans_by_dataset"]
 
@@ -53,10 +57,6 @@ def data_folders(entries: list[str] | None, datasets: list[str], primary: str | 
 
 def load_stimuli(name: str, folder: Path | None = None, *, resolve: bool = False):
     """The checked stimulus set ``name`` (``CueConflictDataset`` or ``ShapeOnlyDataset``), located if no folder is given."""
-    from ..shape_bias.dataset import CueConflictDataset
-    from ..shape_bias.locate import find_dataset
-    from ..shape_bias.shape_only import ShapeOnlyDataset
-
     root = find_dataset(name, folder)
     root = root.resolve() if resolve else root
     return ShapeOnlyDataset(root, name) if dataset_spec(name).shape_only else CueConflictDataset(root)
@@ -66,8 +66,6 @@ def humans_by_dataset(names: list[str], sources: list[str] | None) -> tuple[dict
     """``({dataset: HumanTrials or None}, [datasets whose humans came from sources])`` for the shape-only
     ``names``: from ``--humans`` files and folders when given (a dataset they do not cover falls back to the
     package's copies), else the package's copies."""
-    from ..shape_bias.humans import load_humans
-
     out, given = {}, []
     for name in names:
         found = load_humans(name, sources) if sources else None

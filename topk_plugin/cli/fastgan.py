@@ -10,6 +10,9 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+from torchvision.utils import save_image
+
 from .._io import json_safe
 from .argtypes import bounded_float, positive_int
 from .integration import load_integration
@@ -101,9 +104,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    import torch
-    from torchvision.utils import save_image
-
     fastgan = load_integration("fastgan")
     generate, load_generator = fastgan.generate, fastgan.load_generator
 

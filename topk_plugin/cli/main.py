@@ -14,6 +14,9 @@ import sys
 import tempfile
 import traceback
 
+from .. import distributed
+from ..distributed import RankError
+from ..zoo.weights import WeightsUnavailableError
 from . import (
     analysis,
     claim,
@@ -45,9 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _user_errors() -> tuple:
     """Exceptions that mean bad input or a bad environment, not a bug: their message is the whole story."""
-    from ..distributed import RankError
-    from ..zoo.weights import WeightsUnavailableError
-
     return ValueError, OSError, ImportError, RankError, WeightsUnavailableError
 
 
@@ -97,8 +97,6 @@ def _internal_error(command: str, error: Exception) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .. import distributed
-
     parser = build_parser()
     args = parser.parse_args(argv)
     env = None

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..zoo import create_model, placement_of
+from ..zoo.factory import default_pretrained
+from ..zoo.weights import WeightsUnavailableError, load_weights_file, state_dict_mismatch
+
 __all__ = ["load_model", "placement"]
 
 
@@ -14,14 +18,6 @@ def load_model(name: str, weights: str | None = None) -> nn.Module:
     Weights that are unreachable or do not fit the model raise one-line
     ``ValueError``s that say what to pass instead.
     """
-    from ..zoo import create_model
-    from ..zoo.factory import default_pretrained
-    from ..zoo.weights import (
-        WeightsUnavailableError,
-        load_weights_file,
-        state_dict_mismatch,
-    )
-
     if weights is None:
         try:
             return create_model(name, pretrained=default_pretrained(name))
@@ -40,7 +36,5 @@ def load_model(name: str, weights: str | None = None) -> nn.Module:
 
 def placement(name: str, model: nn.Module, layers: list[str] | None) -> tuple[list[str], int]:
     """(layers, channel_dim): ``layers`` if given, else the registry's placement for ``name``."""
-    from ..zoo import placement_of
-
     found = placement_of(name, model)
     return (list(layers) if layers else list(found.layers)), found.channel_dim

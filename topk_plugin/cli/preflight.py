@@ -11,6 +11,11 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+import torch
+
+from ..layers import UnknownLayerError, resolve_layers
+from ..zoo.names import is_variant_name, parse_variant_name
+
 __all__ = ["check_device", "check_layers", "check_options", "check_out", "check_weights_file", "dense_base"]
 
 WEIGHTS_KEYWORDS = ("offline", "random")  # --weights values of the analysis commands that are no file
@@ -34,8 +39,6 @@ def check_out(out: str | os.PathLike, flag: str = "--out") -> None:
 
 def check_device(name: str | None) -> None:
     """``--device`` names a device this machine has (None: the default, always fine)."""
-    import torch
-
     if name is None:
         return
     try:
@@ -79,8 +82,6 @@ def check_options(args) -> None:
 
 def check_layers(model, layers: list[str] | None, *, patterns: bool) -> None:
     """Every ``--layers`` entry names a module of ``model`` (or, with ``patterns``, matches one), each once."""
-    from ..layers import UnknownLayerError, resolve_layers
-
     if not layers:
         return
     twice = [name for name, count in Counter(layers).items() if count > 1]
@@ -105,8 +106,6 @@ def dense_base(name: str, command: str) -> str:
     ``--topk`` and its layers), so a variant would either be sparsified twice or
     have its K and mode silently replaced; the message gives the command to run.
     """
-    from ..zoo.names import is_variant_name, parse_variant_name
-
     prefix, colon, rest = name.rpartition(":")
     arch, dot, tag = rest.partition(".")
     if not is_variant_name(arch):

@@ -12,11 +12,16 @@ from pathlib import Path
 from .._io import atomic_write_json, atomic_write_text, json_safe, staged_outputs
 from ..distributed import current
 from ..functional import FILLS
+from ..search import search_placement
 from ..search.evaluate import FAMILIES
+from ..search.holdout import holdout_split
 from ..shape_bias.datasets import SHAPE_ONLY
+from ..shape_bias.imagenet import ImageNetImages, eval_transform
 from ..shape_bias.intervals import format_field
+from ..shape_bias.locate import found_without_download
 from .argtypes import add_evaluation_options, check_fractions, pick_device, positive_int
 from .datasets import data_folders, humans_by_dataset, load_stimuli
+from .models import load_model
 from .preflight import check_layers, dense_base
 from .suite_output import SHAPE_ONLY_KEYS, csv_cells, csv_names, shape_only_table
 
@@ -197,8 +202,6 @@ def _csv(summary: dict) -> str:
 def _shape_only(args, folders: dict) -> dict:
     """``{name: folder or None}`` of the shape-only datasets to report: those named, else those present
     without a download (given by --data, or found in the environment, the cache or the package)."""
-    from ..shape_bias.locate import found_without_download
-
     if args.shape_only is not None:
         return {name: folders.get(name) for name in args.shape_only}
     return {name: folders.get(name) for name in SHAPE_ONLY
@@ -206,11 +209,6 @@ def _shape_only(args, folders: dict) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..search import search_placement
-    from ..search.holdout import holdout_split
-    from ..shape_bias.imagenet import ImageNetImages, eval_transform
-    from .models import load_model
-
     check_fractions(args.topk, dense_zero=False)
     for a in args.strength:
         if not 0 < a <= 1:

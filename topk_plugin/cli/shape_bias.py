@@ -17,11 +17,21 @@ from pathlib import Path
 
 from .._io import atomic_write_json, atomic_write_text, json_safe, staged_outputs
 from ..distributed import current
+from ..placement_spec import load_placement
 from ..shape_bias.datasets import NAMES, check_names, dataset_spec
+from ..shape_bias.evaluate import evaluate_model
+from ..shape_bias.humans import HUMANS_PATTERN, human_csv_files
+from ..shape_bias.imagenet import ImageNetImages, eval_transform, evaluate_imagenet
 from ..shape_bias.intervals import cue_conflict_intervals, format_field, top1_intervals, trial_intervals
 from ..shape_bias.metrics import ShapeBiasResult, shape_bias
+from ..shape_bias.mvh_csv import csv_dataset, csv_observer, read_trials, write_trials
+from ..shape_bias.plot import plot_shape_bias, plot_tradeoff
+from ..shape_bias.plot_suite import plot_shape_only
+from ..shape_bias.shape_only_scores import covers_humans, human_reference, setting_scores, trials_scores
+from ..surgery import sparsified
 from .argtypes import add_evaluation_options, check_fractions, pick_device
 from .datasets import data_folders, humans_by_dataset, load_stimuli
+from .models import load_model, placement
 from .preflight import check_layers, dense_base
 from .suite_output import results_csv, shape_only_table
 
@@ -110,15 +120,11 @@ def _table(rows: list[dict]) -> str:
 
 
 def _csv_name(files: list[str]) -> str:
-    from ..shape_bias.mvh_csv import csv_observer
-
     return csv_observer(files[0]) if len(files) == 1 else f"{len(files)} pooled"
 
 
 def _csv_datasets(files: list[str], fallback: list[str]) -> dict[str, list[str]]:
     """``{dataset: files}``: each file's dataset from its name or content, else the one ``--datasets`` gives."""
-    from ..shape_bias.mvh_csv import csv_dataset
-
     grouped: dict[str, list[str]] = {}
     for f in files:
         name = csv_dataset(f) if Path(f).is_file() else None
@@ -132,9 +138,6 @@ def _csv_datasets(files: list[str], fallback: list[str]) -> dict[str, list[str]]
 
 
 def _from_csv(args) -> tuple[list[dict], list[dict]]:
-    from ..shape_bias.mvh_csv import read_trials
-    from ..shape_bias.shape_only_scores import covers_humans, human_reference, trials_scores
-
     rows, human_rows = [], []
     grouped = _csv_datasets(args.csv, args.datasets)
     humans, _ = humans_by_dataset([d for d in grouped if dataset_spec(d).shape_only], args.humans)
@@ -172,8 +175,6 @@ def _variant_name(model: str, topk: float) -> str:
 
 def _placements(entries: list[str]) -> list[tuple[str, object]]:
     """``[(label, PlacementSpec)]`` of ``--placement [LABEL=]FILE`` entries, labels unique."""
-    from ..placement_spec import load_placement
-
     out = []
     for entry in entries:
         label, eq, path = entry.partition("=")
@@ -196,6 +197,11 @@ def _settings(args, plain: str) -> list[dict]:
         if f != 0 and args.control:
             settings.append({"name": _variant_name(args.model, f) + "_random", "op": args.control, "topk": f})
     for label, spec in _placements(args.placement):
+        if spec.op == "stats-norm":  # the control op: a strength per layer, no K, so no random-K twin
+            strengths = {v["strength"] if isinstance(v, dict) else v for v in spec.layers.values()}
+            settings.append({"name": f"{plain}_{label}", "op": spec.op, "topk": None, "spec": spec,
+                             "strength": strengths.pop() if len(strengths) == 1 else None})
+            continue
         ks = set(spec.layers.values())
         common = dict(topk=ks.pop() if len(ks) == 1 else None, spec=spec)
         settings.append({"name": f"{plain}_{label}", "op": spec.op, **common})
@@ -205,8 +211,6 @@ def _settings(args, plain: str) -> list[dict]:
 
 
 def _context(model, setting: dict, layers, channel_dim: int, seed: int):
-    from ..surgery import sparsified
-
     if setting["op"] == "dense":
         return contextlib.nullcontext()
     spec = setting.get("spec")
@@ -220,10 +224,6 @@ def _context(model, setting: dict, layers, channel_dim: int, seed: int):
 
 def _from_model(args, stimuli: dict, humans: dict):
     """(rows, trials per row, cue-conflict results for the plot): every setting on every dataset, nothing written."""
-    from ..shape_bias.evaluate import evaluate_model
-    from ..shape_bias.imagenet import ImageNetImages, eval_transform, evaluate_imagenet
-    from .models import load_model, placement
-
     device = pick_device(args.device)
     model = load_model(args.model, args.weights).to(device).eval()
     check_layers(model, args.layers, patterns=True)
@@ -255,8 +255,6 @@ def _from_model(args, stimuli: dict, humans: dict):
 
 
 def _rows(runs, stimuli: dict, humans: dict, layers, seed: int):
-    from ..shape_bias.shape_only_scores import setting_scores
-
     dense = next((r for r in runs if r[0]["op"] == "dense"), None)
     rows, trials, results = [], [], []
     for setting, evaluations, hits, top1, top1_seconds in runs:
@@ -265,7 +263,9 @@ def _rows(runs, stimuli: dict, humans: dict, layers, seed: int):
         if setting["op"] != "dense":
             spec = setting.get("spec")
             described["layers"] = list(layers) if spec is None else list(spec.layers)
-            if spec is not None:
+            if spec is not None and spec.op == "stats-norm":
+                described["strength"] = setting["strength"]
+            elif spec is not None:
                 described["fill"] = spec.options.get("fill", "zero")
         extra = {}
         if hits is not None:
@@ -294,9 +294,6 @@ def _rows(runs, stimuli: dict, humans: dict, layers, seed: int):
 
 def _cue_conflict_humans(sources: list[str] | None):
     """The cue-conflict human trials among ``--humans`` (observers named subject-*), pooled for the plot."""
-    from ..shape_bias.humans import HUMANS_PATTERN, human_csv_files
-    from ..shape_bias.mvh_csv import csv_dataset, read_trials
-
     if not sources:
         return None
     files = [f for f in human_csv_files(sources, "cue-conflict") if csv_dataset(f) == "cue-conflict"]
@@ -305,11 +302,6 @@ def _cue_conflict_humans(sources: list[str] | None):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..shape_bias.mvh_csv import write_trials
-    from ..shape_bias.plot import plot_shape_bias, plot_tradeoff
-    from ..shape_bias.plot_suite import plot_shape_only
-    from ..shape_bias.shape_only_scores import human_reference
-
     out = Path(args.out)
     args.notes = []
     check_names(args.datasets)

@@ -4,6 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 
+import torch
+
+from ..kernel import kernel_status, tune
 from .argtypes import positive_int
 
 HELP = "compile the CPU selection kernel and time its paths now, for this machine and thread count(s)"
@@ -21,9 +24,6 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from ..kernel import kernel_status, tune
 
     default = torch.get_num_threads()
     try:

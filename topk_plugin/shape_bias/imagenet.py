@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image, UnidentifiedImageError
+from timm.data import ImageNetInfo
 from torch import nn
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
@@ -39,8 +40,6 @@ class ImageNetError(ValueError):
 
 def imagenet_wnids() -> list[str]:
     """The 1000 ImageNet-1k wnids in class-index order (sorted)."""
-    from timm.data import ImageNetInfo
-
     return list(ImageNetInfo().label_names())
 
 

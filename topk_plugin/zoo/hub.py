@@ -12,6 +12,9 @@ from __future__ import annotations
 import contextlib
 import functools
 
+from huggingface_hub import constants
+from huggingface_hub.utils import get_session
+
 __all__ = ["hub_endpoint", "hub_reachable", "offline_unless_reachable"]
 
 PROBE_TIMEOUT = 5.0  # seconds: a refused connection or a failed DNS lookup answers at once
@@ -19,8 +22,6 @@ PROBE_TIMEOUT = 5.0  # seconds: a refused connection or a failed DNS lookup answ
 
 def hub_endpoint() -> str:
     """The hub's address (``$HF_ENDPOINT`` or huggingface.co)."""
-    from huggingface_hub import constants
-
     return constants.ENDPOINT
 
 
@@ -31,8 +32,6 @@ def hub_reachable(endpoint: str, timeout: float = PROBE_TIMEOUT) -> bool:
     Goes through huggingface_hub's own session, so its proxy settings and
     offline mode (``HF_HUB_OFFLINE=1``: not reachable) apply.
     """
-    from huggingface_hub.utils import get_session
-
     try:
         get_session().head(endpoint, timeout=timeout)
     except Exception:  # noqa: BLE001 - connection, DNS, proxy and offline-mode errors all mean "no"

@@ -13,6 +13,7 @@ from collections import deque
 
 import timm
 from timm.models import get_arch_pretrained_cfgs, is_model, model_entrypoint, register_model, split_model_name_tag
+from timm.models._pretrained import DefaultCfg  # the type timm's registry expects
 
 from . import cifar_resnet  # noqa: F401  (registers resnet18_cifar with timm before register_timm)
 from .apply import apply_placement
@@ -49,8 +50,6 @@ def build_timm(variant: VariantName, pretrained: bool = False, *, sparse: bool =
 
 def _base_default_cfg(base: str):
     """A DefaultCfg holding the base's resolved pretrained cfgs, default tag first."""
-    from timm.models._pretrained import DefaultCfg  # the type timm's registry expects
-
     cfgs = get_arch_pretrained_cfgs(base)
     if not cfgs:
         return None

@@ -22,6 +22,7 @@ import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import timm
 import torch
 
 __all__ = [
@@ -220,8 +221,6 @@ def efficientnet_lite0_state_dict(verify: bool = True) -> OrderedDict:
 
 def offline_state_dict(arch: str, verify: bool = True) -> OrderedDict:
     """Weights for timm ``arch`` from its offline source (see ``OFFLINE_SOURCES``)."""
-    import timm  # only needed here
-
     if arch not in OFFLINE_SOURCES:
         raise WeightsUnavailableError(
             f"no offline weights for {arch!r}; offline sources exist for: {', '.join(OFFLINE_SOURCES)}. "
