@@ -156,7 +156,7 @@ def verdict_sentences(entries: list[dict]) -> list[str]:
 
 def plot_differences(entries: list[dict], path) -> Path:
     """Paired differences (Top-K minus non-Top-K) per score vs K, with their intervals."""
-    import matplotlib
+    import matplotlib  # at plot time: the library never picks a backend for its importer
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -200,7 +200,7 @@ _COLUMN_TITLES = {
 def plot_examples(out, backbones, images, k, path) -> Path:
     """The paper's Figs. 2-3 side by side: one row per (image, backbone); the target, the three
     reconstructions, the three syntheses, from the saved PNGs at their own size (1 px per px)."""
-    import matplotlib
+    import matplotlib  # at plot time: the library never picks a backend for its importer
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -164,7 +164,7 @@ def _file_lock(path):
     """An exclusive lock on ``path`` (POSIX ``flock``). Without one (Windows, a read-only or
     foreign-owned cache) it goes on unlocked: concurrent measurements are merely wasted work."""
     try:
-        import fcntl
+        import fcntl  # POSIX only: elsewhere the measurement runs unlocked
 
         path.parent.mkdir(parents=True, exist_ok=True)
         f = open(path, "a")

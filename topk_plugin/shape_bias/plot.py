@@ -20,7 +20,7 @@ HUMAN_COLOR = "#d62728"
 
 def _save(fig, path: Path) -> list[Path]:
     """``path`` (PNG) and the same figure as PDF beside it; closes the figure."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # at plot time (see plot_shape_bias)
 
     written = [path, path.with_suffix(".pdf")]
     for target in written:
@@ -44,7 +44,7 @@ def plot_shape_bias(
     """
     if intervals is not None and len(intervals) != len(results):
         raise ValueError(f"{len(intervals)} intervals for {len(results)} results")
-    import matplotlib
+    import matplotlib  # at plot time: the library never picks a backend for its importer
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
@@ -158,7 +158,7 @@ def plot_tradeoff(points: list[dict], path: str | Path, *, title: str = "Shape b
     top-1 allowed). With a budget, a second panel zooms in on the settings within
     10 points of it, where the bests are. PNG and PDF.
     """
-    import matplotlib
+    import matplotlib  # at plot time: the library never picks a backend for its importer
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt

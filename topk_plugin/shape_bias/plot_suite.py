@@ -53,7 +53,7 @@ def plot_shape_only(rows: list[dict], humans: list[dict], path: str | Path, *, t
     ``error_consistency`` and their ``_ci``, labelled by ``row[label_key]``;
     ``humans``: the humans' row per dataset (:func:`.shape_only_scores.human_reference`).
     """
-    import matplotlib
+    import matplotlib  # at plot time: the library never picks a backend for its importer
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
