@@ -14,6 +14,8 @@ measures.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -116,7 +118,13 @@ def _tensor(batch) -> torch.Tensor:
     return batch
 
 
-def calibrate(model: nn.Module, images, *, layers=None, progress: bool = False) -> dict:
+def calibrate(
+    model: nn.Module,
+    images: torch.Tensor | Iterable[torch.Tensor] | Iterable[tuple[torch.Tensor, ...]],
+    *,
+    layers: Iterable[str] | None = None,
+    progress: bool = False,
+) -> dict:
     """Set the constants of every ``fill="shift"`` and ``op="stats-norm"`` layer of ``model``
     (or of ``layers``) from ``images``.
 

@@ -192,7 +192,7 @@ def _check_input(x: torch.Tensor, channel_dim: int) -> None:
 
 def spatial_topk(
     x: torch.Tensor,
-    k,
+    k: float | int,
     *,
     ties: str = "exact",
     mode: str = "keep",

@@ -136,8 +136,9 @@ def channel_stats_norm(
     Args:
         x: ``(n, c, *spatial)`` (1 to 3 spatial dims) or ``(n, tokens, c)`` with ``channel_dim=-1``.
         strength: ``a`` in (0, 1]; 1 replaces the statistics, smaller values interpolate toward ``x``.
-        mean, std: the dataset constants ``mu_D`` and ``sd_D``, one value per channel (any device and
-            dtype; used in float32, or float64 for float64 inputs).
+        mean (torch.Tensor | Sequence[float]): the dataset constant ``mu_D``, one value per channel
+            (any device and dtype; used in float32, or float64 for float64 inputs).
+        std (torch.Tensor | Sequence[float]): the dataset constant ``sd_D``, likewise.
         eps: added to ``sd_i`` (> 0).
         channel_dim: the channel axis, 1 or -1.
 

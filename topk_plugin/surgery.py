@@ -20,7 +20,7 @@ import operator
 import os
 import zlib
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from torch import nn
 
@@ -180,8 +180,8 @@ def _is_spec(model: nn.Module, layers) -> bool:
 
 def sparsify(
     model: nn.Module,
-    layers,
-    k=None,
+    layers: str | type[nn.Module] | Sequence | Mapping | PlacementSpec | os.PathLike,
+    k: float | int | None = None,
     *,
     method: str = "module",
     op: str = "topk",
@@ -217,9 +217,12 @@ def sparsify(
             ``ChannelStatsNorm`` options).
         seed: for ``op="random"``; each layer draws from its own stream,
             fixed by ``seed`` and the layer name.
-        ties, mode, rank_by, invert, channel_dim: see
-            :func:`topk_plugin.functional.spatial_topk` (``ties`` and
-            ``rank_by`` do not apply to ``op="random"``).
+        ties: ``"exact"`` or ``"threshold"``, as in
+            :func:`topk_plugin.functional.spatial_topk` (not for ``op="random"``).
+        mode: ``"keep"`` or ``"mean"`` (mean replacement), as in ``spatial_topk``.
+        rank_by: ``"abs"`` or ``"value"``, as in ``spatial_topk`` (not for ``op="random"``).
+        invert: select every entry except the Top-K ones, as in ``spatial_topk``.
+        channel_dim: the channel axis, 1 or -1 (``(n, tokens, c)``), as in ``spatial_topk``.
         fill: ``"zero"`` (the removed entries become 0: the paper),
             ``"image-mean"`` (they become their per-image mean) or ``"shift"``
             (zero, then one calibrated constant per channel is added to the whole

@@ -7,10 +7,15 @@ and ``cli/index.md`` lists them.
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from mkdocs.structure.files import File
 
-from topk_plugin.cli.main import build_parser
+# Document this checkout's parsers, not whichever topk_plugin the interpreter running mkdocs has installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from topk_plugin.cli.main import build_parser  # noqa: E402
 
 COLUMNS = 100  # argparse wraps to $COLUMNS; fixed so the pages do not depend on the terminal
 

@@ -50,20 +50,30 @@ def texture_synthesis(
     """Synthesise one texture of ``image`` per condition, each until it converges.
 
     Args:
-        image: a path, PIL image, array or ``(1, 3, H, W)`` tensor in [0, 1].
-        model: a torchvision/timm name (``weights``: see ``load_backbone``) or a module.
-        layers: module names (default: relu1_1, pool1..pool4 for VGG; see ``default_layers``).
-        topk: K as a fraction in (0, 1] or an int count (authors' default 0.05).
-        optimizer, lr: ``adam`` (default; all conditions as one batch) or ``lbfgs``
-            (one condition at a time); ``lr`` defaults to ``optimize.DEFAULT_LR``.
-        tol, window, max_evals, plateaus: the stop rule (``convergence.StopRule``):
-            each condition has converged at the ``plateaus``-th time its best loss
-            improved by at most ``tol`` (relative) over ``window`` evaluations
-            (Adam's learning rate is divided by 4 at each plateau before), and
-            stops after ``max_evals`` at the latest (recorded as not converged).
+        image (str | os.PathLike | PIL.Image.Image | numpy.ndarray | torch.Tensor): a path, PIL image,
+            array or ``(1, 3, H, W)`` tensor in [0, 1].
+        model (str | torch.nn.Module): a torchvision/timm name (``weights``: see ``load_backbone``) or a module.
+        weights (str | os.PathLike | None): for a model name: ``None`` (the library's pretrained
+            weights), ``"offline"``, ``"random"`` or a local state dict (see ``load_backbone``).
+        layers (Sequence[str] | None): module names (default: relu1_1, pool1..pool4 for VGG; see
+            ``default_layers``).
+        topk (float | int): K as a fraction in (0, 1] or an int count (authors' default 0.05).
+        conditions (Sequence[str]): which of ``TEXTURE_CONDITIONS`` to run (default all three).
+        optimizer: ``adam`` (default; all conditions as one batch) or ``lbfgs``
+            (one condition at a time).
+        lr: the learning rate; default ``optimize.DEFAULT_LR`` of the optimizer.
+        tol: the stop rule (``convergence.StopRule``): a plateau is a relative
+            improvement of the best loss by at most ``tol`` over ``window`` evaluations.
+        window: evaluations a plateau spans.
+        max_evals: the most evaluations per condition; a condition that reaches it
+            stops and is recorded as not converged.
+        plateaus: a condition has converged at its ``plateaus``-th plateau (Adam's
+            learning rate is divided by 4 at each plateau before).
         size: square side in px (authors: 256); ``None`` keeps a tensor's size.
         seed: seeds the initial noise; the same seed gives the same images.
-        device: default the model's device (a name: CUDA if available, else the CPU).
+        device (str | torch.device | None): default the model's device (a name: CUDA if available,
+            else the CPU).
+        progress: show a tqdm bar.
 
     Returns an ``AnalysisResult``; ``result.save(out_dir)`` writes the grid and JSON.
     """

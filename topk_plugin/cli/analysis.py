@@ -1,4 +1,4 @@
-"""``topk-plugin texture-synthesis | reconstruct | masks``: why Top-K gives shape bias (SPEC 5, 6)."""
+"""``topk-plugin texture-synthesis | reconstruct | masks``: why Top-K gives shape bias (paper Figs. 2, 3, 8, 9)."""
 from __future__ import annotations
 
 import argparse
@@ -12,8 +12,10 @@ from ..analysis.convergence import StopRule
 from ..analysis.optimize import DEFAULT_LR, OPTIMIZERS
 from .argtypes import bounded_float, positive_int
 
-TEXTURE_HELP = "Gatys texture synthesis with all / without Top-K / Top-K-only responses (SPEC 5, paper Fig. 2)"
-RECONSTRUCT_HELP = "reconstruct an image from all / Top-K / non-Top-K responses (SPEC 6, paper Fig. 3)"
+TEXTURE_HELP = ("Gatys texture synthesis matching the Gram matrices of all / without Top-K / Top-K-only responses "
+                "(paper Fig. 2)")
+RECONSTRUCT_HELP = ("reconstruct an image by optimising it to match the target's all / Top-K / non-Top-K responses "
+                    "(paper Fig. 3)")
 MASKS_HELP = "binary Top-K map of every channel of a layer, tiled and overlaid on the image (paper Figs. 8, 9)"
 
 

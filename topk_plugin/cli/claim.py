@@ -16,9 +16,9 @@ from .argtypes import check_fractions, positive_int
 
 HELP = ("measure the paper's claim (Figs. 2-3) on many images: reconstruction and texture synthesis from "
         "all / Top-K / non-Top-K responses, scores with bootstrap intervals and a verdict per backbone and K")
-EPILOG = """example (the run in BENCHMARKS.md; hours on 2 CPU cores, so --resume continues it):
-  topk-plugin analyze-claim --cue-conflict ../shared/data/cue-conflict \\
-      --backbone squeezenet1_1=../shared/weights/squeezenet1_1_imagenet_torchvision_norm.pth \\
+EPILOG = """example (the run on the docs' Benchmarks page: 18.8 min on 2 CPU cores; --resume continues an interrupted run):
+  topk-plugin analyze-claim --cue-conflict cue-conflict/ \\
+      --backbone squeezenet1_1=squeezenet1_1.pth \\
       --backbone tf_efficientnet_lite0=offline --out claim/"""
 
 

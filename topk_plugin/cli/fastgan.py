@@ -1,4 +1,4 @@
-"""``topk-plugin fastgan train|sample``: FastGAN with Top-K on a generator block (SPEC section 7).
+"""``topk-plugin fastgan train|sample``: FastGAN with Top-K on a generator block (paper section 4.4).
 
 Needs a FastGAN-pytorch checkout (GPL-3.0, not on PyPI): ``--fastgan-dir``
 or ``$FASTGAN_DIR``. The integration is imported inside ``run`` only.

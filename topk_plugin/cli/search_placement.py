@@ -46,7 +46,7 @@ def add_parser(sub) -> None:
                    help="human trials for the shape-only datasets' error consistency (default: the copies shipped "
                         "for edge and silhouette), e.g. model-vs-human's raw-data/")
     p.add_argument("--imagenet", metavar="DIR", required=True,
-                   help="ImageNet images named <wnid>_*.jpg or in <wnid>/ folders (e.g. ../shared/data/imagenet-sample)")
+                   help="ImageNet images named <wnid>_*.jpg or in <wnid>/ folders (e.g. ImageNet's validation set)")
     p.add_argument("--budget", type=float, default=5.0, metavar="POINTS",
                    help="largest top-1 loss (percentage points below dense) allowed for 'best' (default: 5)")
     p.add_argument("--topk", nargs="+", type=float, default=[0.05, 0.1, 0.2], metavar="F", help="K fractions (default: 0.05 0.1 0.2)")

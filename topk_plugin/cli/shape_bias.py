@@ -67,7 +67,7 @@ def add_parser(sub) -> None:
                         "raw-data/; the shape-only datasets' error consistency is measured against them (default: "
                         "the copies shipped for edge and silhouette), and cue-conflict's shape-bias plot shows them")
     p.add_argument("--imagenet", metavar="DIR", help="ImageNet images (<wnid>_*.jpg or <wnid>/ folders, e.g. "
-                   "../shared/data/imagenet-sample): adds imagenet_top1 to every result, and a shape bias vs top-1 plot")
+                   "ImageNet's validation set): adds imagenet_top1 to every result, and a shape bias vs top-1 plot")
     p.add_argument("--control", choices=["random"], help="also evaluate the random-K control (K random positions "
                    "per channel) at the same layers and K as every Top-K setting")
     p.add_argument("--seed", type=int, default=0,

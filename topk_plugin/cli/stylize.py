@@ -1,4 +1,4 @@
-"""``topk-plugin stylize``: AdaIN-stylized copy of an image folder, for the stylized evaluation (SPEC 8).
+"""``topk-plugin stylize``: AdaIN-stylized copy of an image folder, for the paper's stylized evaluation (AdaIN, alpha 0.5).
 
 Needs the AdaIN project's encoder and decoder weights; the integration
 (``topk_plugin.integrations.stylize``) is imported inside ``run`` only.

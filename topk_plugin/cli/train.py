@@ -1,4 +1,4 @@
-"""``topk-plugin train``: the paper's classification recipe for any registry model (SPEC sections 2, 8).
+"""``topk-plugin train``: the paper's classification recipe for any registry model (paper section 4.3).
 
 Runs the same under ``torchrun --nproc_per_node N`` (data-parallel); the
 integration (``topk_plugin.integrations.train``) is imported inside ``run`` only.

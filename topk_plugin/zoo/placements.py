@@ -3,7 +3,7 @@
 Every entry names the layers (module names of the *unwrapped* model), the rule
 that chose them and whether the op runs over channels-first maps
 (``channel_dim=1``) or channel-last tokens (``channel_dim=-1``). The paper's
-placements (SPEC section 2) are written out; every other entry is what the
+placements are written out; every other entry is what the
 family's default rule (:mod:`topk_plugin.zoo.rules`) picks, and a test checks
 that the rule still picks exactly these layers.
 """
@@ -15,7 +15,7 @@ __all__ = ["Placement", "RULES", "TORCHVISION", "TIMM", "placement_for"]
 
 # Rule id -> one-line description (rendered into docs/MODELS.md).
 RULES = {
-    "paper": "the paper's placement (SPEC section 2)",
+    "paper": "the placement the paper reports for this network",
     "timm-stage8": (
         "default for timm CNNs: after the last `feature_info` stage with reduction 8 "
         "(where the paper puts ResNet-18's Top-K: `layer2`); models without one get "
