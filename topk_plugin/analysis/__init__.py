@@ -1,10 +1,12 @@
 """Why Top-K gives shape bias, as tools: texture synthesis with Top-K ablation,
 reconstruction from Top-K / non-Top-K responses, and Top-K mask maps
-(SPEC sections 5 and 6; paper Figs. 2, 3, 8, 9), on any backbone and image,
-and the claim they illustrate measured over many images (``run_claim``).
+(paper Figs. 2, 3, 8, 9), on any backbone and image, each optimisation run until
+its loss stops improving, and the claim they illustrate measured over many images
+(``run_claim``).
 
 >>> from topk_plugin.analysis import texture_synthesis
->>> result = texture_synthesis("cat.png", "squeezenet1_1", weights="squeezenet1_1.pth", size=128, steps=10)
+>>> result = texture_synthesis("cat.png", "squeezenet1_1", weights="squeezenet1_1.pth", size=128,
+...                            max_evals=300)  # at most 300 evaluations; it stops earlier on convergence
 >>> result.save("out")   # grid PNG (target, then each condition) and JSON with the scores
 """
 from .backbones import BackboneError, load_backbone
