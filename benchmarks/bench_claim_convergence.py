@@ -36,7 +36,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from topk_plugin import _cpu
 from topk_plugin._io import atomic_write_json
 from topk_plugin.analysis import FeatureExtractor, default_layers, load_backbone
 from topk_plugin.analysis.claim import (
@@ -52,6 +51,7 @@ from topk_plugin.analysis.features import frozen
 from topk_plugin.analysis.objectives import BatchObjective, Task
 from topk_plugin.analysis.optimize import DEFAULT_LR, minimize_batch, minimize_lbfgs
 from topk_plugin.analysis.scores import image_scores
+from topk_plugin.kernel import cpu as _cpu
 from topk_plugin.stats import bootstrap
 
 SQUEEZENET_WEIGHTS = "weights/squeezenet1_1_imagenet_torchvision_norm.pth"

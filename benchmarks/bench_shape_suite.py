@@ -45,10 +45,10 @@ def build_specs(model_name: str, shared: Path, out: Path, check: bool) -> dict[s
     """The two best specs of ``model_name`` in ``out``; the shift layers calibrated as the search does."""
     from topk_plugin.cli.models import load_model
     from topk_plugin.placement_spec import PlacementSpec
+    from topk_plugin.search.calibration import calibrate_settings
     from topk_plugin.search.evaluate import Setting
     from topk_plugin.search.holdout import holdout_split
     from topk_plugin.search.search import _Images
-    from topk_plugin.search.shifts import calibrate_settings
     from topk_plugin.shape_bias.batches import inference, model_normalization
     from topk_plugin.shape_bias.dataset import CueConflictDataset
     from topk_plugin.shape_bias.imagenet import ImageNetImages, eval_transform
