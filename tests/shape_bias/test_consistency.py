@@ -75,8 +75,8 @@ def test_scores_by_hand_on_a_few_trials():
     decisions = ["cat", "oven", "oven", "car", "truck"]  # right: 0 1 1 1 0 -> per id (car1 car2 dog1 oven1 oven2): 1 0 0 1 1
     row = setting_scores(decisions, names, categories, humans=humans)
     assert row["accuracy"] == pytest.approx(0.6)
-    k1 = kappa([1, 0, 0, 1, 1], [1, 0, 0, 1, 1])  # subject-01 per id: car1 1, car2 0, dog1 0, oven1 1, oven2 1
-    k2 = kappa([1, 0, 0, 1, 1], [1, 1, 1, 1, 0])
+    k1 = float(kappa([1, 0, 0, 1, 1], [1, 0, 0, 1, 1]))  # subject-01 per id: car1 1, car2 0, dog1 0, oven1 1, oven2 1
+    k2 = float(kappa([1, 0, 0, 1, 1], [1, 1, 1, 1, 0]))  # (floats: pytest 9.2's approx refuses 0-d arrays in a dict)
     assert k1 == 1.0 and row["error_consistency_per_subject"] == pytest.approx({"subject-01": k1, "subject-02": k2})
     assert row["error_consistency"] == pytest.approx((k1 + k2) / 2)
     lo, hi = row["error_consistency_ci"]
