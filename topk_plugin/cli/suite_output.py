@@ -34,7 +34,10 @@ def csv_cells(row: dict | None, keys: list[str]) -> list:
 
 def shape_only_table(rows: list[dict], humans: list[dict], *, name_key: str = "name", title: str = "name",
                      width: int = 32) -> str:
-    """One line per (setting, dataset) of the shape-only datasets, the humans first in each dataset."""
+    """One line per (setting, dataset) of the shape-only datasets, the humans first in each dataset.
+
+    ``width``: the least width of the name column; it grows to the longest name so the columns line up."""
+    width = max([width, *(len(str(r[name_key])) for r in rows)])
     head = (f"{'dataset':<11} {title:<{width}} {'accuracy [95% CI]':>22} "
             f"{'vs dense [95% CI]':>24} {'error consistency [95% CI]':>27} {'vs dense [95% CI]':>24}")
     lines = [head]
