@@ -1,5 +1,8 @@
 import os
+import shutil
+import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -35,3 +38,21 @@ def kernel_decided():
         torch.set_num_threads(threads)
         choice.decision()
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def wheel_names(tmp_path_factory) -> set[str]:
+    """The file names inside a wheel built from a copy of the checkout (built once per session; the copy keeps
+    the build from leaving anything in the checkout)."""
+    root = Path(__file__).resolve().parents[1]
+    tmp = tmp_path_factory.mktemp("wheel")
+    src = tmp / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, src / name)
+    for name in ("topk_plugin", "integrations"):
+        shutil.copytree(root / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                           "-w", str(tmp), str(src)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return set(zipfile.ZipFile(next(tmp.glob("topk_plugin-*.whl"))).namelist())
