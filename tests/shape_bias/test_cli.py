@@ -2,8 +2,6 @@
 import json
 
 import pytest
-import torch
-import torchvision
 
 from topk_plugin.cli import main
 
@@ -15,14 +13,6 @@ KEYS = {"name", "topk", "shape_bias", "shape_or_texture", "accuracy", "per_categ
 @pytest.fixture(scope="module")
 def tiny_set(tmp_path_factory):
     return make_set(tmp_path_factory.mktemp("cc") / "cue-conflict", per_category=80, size=32)
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "squeezenet1_1.pth"
-    torch.save(torchvision.models.squeezenet1_1().state_dict(), path)
-    return path
 
 
 def test_model_mode_json_and_files(tiny_set, weights, tmp_path, capsys):

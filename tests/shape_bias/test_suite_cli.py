@@ -76,14 +76,6 @@ def test_readme_first_command_runs_offline_with_the_shipped_data(offline, tmp_pa
     assert offline == []  # nothing was downloaded
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "squeezenet1_1.pth"
-    torch.save(torchvision.models.squeezenet1_1().state_dict(), path)
-    return path
-
-
 def test_placements_controls_and_every_dataset(offline, weights, tmp_path, capsys):
     """Cue-conflict and shape-only sets in one run, each from --data, with a placement spec and the control."""
     data = tmp_path / "datasets"  # model-vs-human's datasets/ layout
