@@ -20,21 +20,13 @@ import time
 from pathlib import Path
 
 import torch
+from bench_search import build, every_nth  # the same models and image subsets as the prefix-cache benchmark
 
 from topk_plugin import channel_stats_norm, spatial_topk
 from topk_plugin.layers import forward_with_hooks
 from topk_plugin.search import Setting, eligible_layers, evaluate_settings
 from topk_plugin.search.calibration import calibrate_settings
 from topk_plugin.shape_bias.batches import model_normalization, stream_batches
-from topk_plugin.shape_bias.dataset import CueConflictDataset
-from topk_plugin.shape_bias.imagenet import ImageNetImages, eval_transform
-from topk_plugin.zoo import create_model
-
-
-def build(name: str, shared: Path):
-    if name == "squeezenet1_1":
-        return create_model("tv:squeezenet1_1", weights_path=shared / "weights" / "squeezenet1_1_imagenet_torchvision_norm.pth")
-    return create_model(name, pretrained="offline")
 
 
 def _median_ms(fn, calls: int = 5) -> float:
@@ -60,10 +52,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = build(args.model, args.shared).eval()
-    cue = CueConflictDataset(args.shared / "data" / "cue-conflict")
-    cue.items = cue.items[:: args.every]
-    imagenet = ImageNetImages(args.shared / "data" / "imagenet-sample", eval_transform(model))
-    imagenet.items = imagenet.items[:: args.every]
+    cue, imagenet = every_nth(model, args.shared, args.every)
     layers = eligible_layers(model, torch.zeros(1, 3, 224, 224))
     mean, std = model_normalization(model)
     batches = [x for x, _, _ in stream_batches(imagenet, batch_size=32, workers=0, device="cpu", mean=mean, std=std)]

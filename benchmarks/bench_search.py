@@ -29,6 +29,15 @@ def build(name: str, shared: Path):
     return create_model(name, pretrained="offline")
 
 
+def every_nth(model, shared: Path, every: int) -> tuple[CueConflictDataset, ImageNetImages]:
+    """The cue-conflict stimuli and the ImageNet sample, each cut to every ``every``-th image."""
+    cue = CueConflictDataset(shared / "data" / "cue-conflict")
+    cue.items = cue.items[::every]
+    imagenet = ImageNetImages(shared / "data" / "imagenet-sample", eval_transform(model))
+    imagenet.items = imagenet.items[::every]
+    return cue, imagenet
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=Path("../shared"))
@@ -40,10 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = build(args.model, args.shared).eval()
-    cue = CueConflictDataset(args.shared / "data" / "cue-conflict")
-    cue.items = cue.items[:: args.every]
-    imagenet = ImageNetImages(args.shared / "data" / "imagenet-sample", eval_transform(model))
-    imagenet.items = imagenet.items[:: args.every]
+    cue, imagenet = every_nth(model, args.shared, args.every)
     layers = eligible_layers(model, torch.zeros(1, 3, 224, 224))
     settings = [Setting((layer,), k) for k in args.topk for layer in layers]
     print(f"{args.model}: {len(settings)} settings ({len(layers)} layers x {len(args.topk)} K), "
