@@ -1,7 +1,8 @@
 """The claim run at convergence (issue 27): what each speed change buys, and whether the stop rule is tight.
 
     python benchmarks/bench_claim_convergence.py speed --shared ../shared [--images astronaut coffee] [--size 128]
-    python benchmarks/bench_claim_convergence.py rule --shared ../shared [--photos 2] [--cue-conflict 2]
+    python benchmarks/bench_claim_convergence.py rule --shared ../shared [--photos 2] [--cue-conflict 2] \
+        [--backbones squeezenet1_1 tf_efficientnet_lite0] [--checkpoint rule.json --resume]
 
 ``speed``: the 14 optimisations of an image (reconstruction and synthesis, K
 5/10/20%) on SqueezeNet 1.1, in one process, interleaved so the machine's load
@@ -24,7 +25,8 @@ the time of the 13 feature passes it saves per image.
 used. For every backbone, analysis, condition, K and score it prints the mean
 over images at the rule's stop and after twice as long, the change, and the
 change as a fraction of the half-width of the 95% bootstrap interval at the
-stop; the rule is tight enough when no fraction exceeds 0.25.
+stop; the rule is tight enough when no fraction exceeds 0.25. Hours of one core: each
+image's rows are checkpointed as it finishes, and ``--resume`` goes on from there.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from topk_plugin._io import atomic_write_json
+from topk_plugin._io import atomic_write_json, check_same_settings, read_json_checkpoint
 from topk_plugin.analysis import FeatureExtractor, default_layers, load_backbone
 from topk_plugin.analysis.claim import (
     ANALYSES,
@@ -166,17 +168,32 @@ def speed(args) -> dict:
             "tasks": [t.__dict__ for t in tasks]}
 
 
+RULE_CHECKPOINT_FORMAT = "topk-plugin-rule-check-1"
+
+
 def rule_check(args) -> dict:
-    config = ClaimConfig(backbones=(("squeezenet1_1", None), ("tf_efficientnet_lite0", "offline")), size=args.size,
+    """Each image's rows go to ``--checkpoint`` as soon as they exist; ``--resume`` skips the images it holds."""
+    config = ClaimConfig(backbones=tuple((b, None) for b in args.backbones), size=args.size,
                          tol=args.tol, window=args.window, max_evals=args.max_evals, plateaus=args.plateaus)
     images = claim_images(args.shared / "data" / "cue-conflict" if args.cue_conflict else None, args.cue_conflict,
                           photos=("astronaut", "coffee", "chelsea", "rocket")[: args.photos], seed=0)
-    rows = []
-    began = time.perf_counter()
+    settings = {"size": args.size, "rule": config.rule.to_json(), "images": [im.name for im in images]}
+    rows, spent = [], 0.0
+    if args.resume and args.checkpoint.exists():
+        saved = read_json_checkpoint(args.checkpoint, RULE_CHECKPOINT_FORMAT, required=("settings", "rows", "seconds"))
+        check_same_settings(args.checkpoint, saved["settings"], settings)
+        rows, spent = [r for r in saved["rows"] if r["backbone"] in args.backbones], saved["seconds"]
+        print(f"resuming from {args.checkpoint}: {len(rows)} optimisations done", flush=True)
+    done = {(r["backbone"], r["image"]) for r in rows}
+    began = time.perf_counter() - spent
     for name, _ in config.backbones:
+        if all((name, im.name) in done for im in images):
+            continue
         net, extractor = backbone(name, args.shared)
         with frozen(net):
             for im in images:
+                if (name, im.name) in done:
+                    continue
                 target = prepare_image(im.image, args.size)
                 with torch.no_grad():
                     features = extractor(target)
@@ -195,6 +212,8 @@ def rule_check(args) -> dict:
                     rows.append({"backbone": name, "image": im.name, "analysis": task.analysis,
                                  "condition": task.condition, "k": k, **result.trackers[i].summary(),
                                  "at_stop": at_stop, "twice": longer})
+                atomic_write_json(args.checkpoint, {"format": RULE_CHECKPOINT_FORMAT, "settings": settings,
+                                                    "rows": rows, "seconds": time.perf_counter() - began})
     seconds = time.perf_counter() - began
     checks, worst = [], {}
     print(f"\n{_cpu.describe()}; torch {torch.__version__}, {torch.get_num_threads()} thread(s); {seconds:.0f} s")
@@ -246,6 +265,11 @@ def main() -> None:
     parser.add_argument("--plateaus", type=int, default=rule.plateaus)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--backbones", nargs="+", default=["squeezenet1_1", "tf_efficientnet_lite0"],
+                        choices=("squeezenet1_1", "tf_efficientnet_lite0"), help="rule: the backbones to check")
+    parser.add_argument("--checkpoint", type=Path, default=Path("rule-check.checkpoint.json"),
+                        help="rule: each image's rows are written here as they finish")
+    parser.add_argument("--resume", action="store_true", help="rule: skip the images --checkpoint holds")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
