@@ -47,6 +47,7 @@ from topk_plugin.analysis.claim import (
     ClaimImage,
     claim_images,
 )
+from topk_plugin.analysis.claim_report import summarize
 from topk_plugin.analysis.common import prepare_image
 from topk_plugin.analysis.convergence import StopRule
 from topk_plugin.analysis.features import frozen
@@ -239,12 +240,45 @@ def rule_check(args) -> dict:
             print(f"{key[0]:<22} {key[1]:<18} {key[2]:<13} {k:>5} {s:<25} {a.mean():>8.3f} {b.mean():>8.3f} "
                   f"{change:>+8.4f} {half:>10.4f} {ratio:>11.2f}")
     print("\nlargest |change| / half-width per score: " + ", ".join(f"{s} {v:.2f}" for s, v in worst.items()))
+    differences = difference_check(rows)
     evals = [r["evals"] for r in rows]
     print(f"rule's evaluations per optimisation: median {np.median(evals):.0f}, range {min(evals)}-{max(evals)}; "
           f"{sum(not r['converged'] for r in rows)} of {len(rows)} stopped at the cap")
     return {"cpu": _cpu.describe(), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "seconds": seconds, "size": args.size, "rule": config.rule.to_json(),
-            "images": [im.name for im in images], "worst_ratio": worst, "checks": checks, "rows": rows}
+            "images": [im.name for im in images], "worst_ratio": worst, "checks": checks,
+            "differences": differences, "rows": rows}
+
+
+def difference_check(rows: list[dict]) -> list[dict]:
+    """What the verdict reads: the paired differences (Top-K minus the rest) and each part's verdict,
+    at the rule's stop and after twice as long, each summarised as the claim run summarises its rows."""
+    def as_run(when):
+        return [{**{k: r[k] for k in ("backbone", "image", "analysis", "condition", "k", "evals", "converged")},
+                 **r[when]} for r in rows]
+
+    out = []
+    print(f"\n{'backbone':<22} {'analysis':<18} {'K':>5} {'difference':<25} {'at stop':>8} {'x2':>8} {'change':>8} "
+          f"{'half-width':>10} {'|change|/hw':>11}")
+    for stop, twice in zip(summarize(as_run("at_stop")), summarize(as_run("twice")), strict=True):
+        for s in SCORES:
+            a, b = stop["difference"][s], twice["difference"][s]
+            half = (a.hi - a.lo) / 2
+            change = b.value - a.value
+            ratio = abs(change) / half if half > 0 else (0.0 if change == 0 else math.inf)
+            out.append({"backbone": stop["backbone"], "analysis": stop["analysis"], "k": stop["k"], "score": s,
+                        "difference_of": stop["difference_of"], "at_stop": a.value, "twice": b.value,
+                        "change": change, "half_width": half, "ratio": ratio})
+            print(f"{stop['backbone']:<22} {stop['analysis']:<18} {stop['k']:>5g} {s:<25} {a.value:>+8.3f} "
+                  f"{b.value:>+8.3f} {change:>+8.4f} {half:>10.4f} {ratio:>11.2f}")
+        if "verdict" in stop:
+            same = "same" if stop["verdict"] == twice["verdict"] else "CHANGED"
+            print(f"{'':<22} verdict at stop {stop['verdict']}, x2 {twice['verdict']}: {same}")
+            out[-1]["verdict"] = {"at_stop": stop["verdict"], "twice": twice["verdict"]}
+    worst = {s: max(d["ratio"] for d in out if d["score"] == s) for s in SCORES}
+    print("largest |change| / half-width of a paired difference: "
+          + ", ".join(f"{s} {v:.2f}" for s, v in worst.items()))
+    return out
 
 
 def main() -> None:
