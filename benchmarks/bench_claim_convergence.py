@@ -179,11 +179,13 @@ def rule_check(args) -> dict:
     images = claim_images(args.shared / "data" / "cue-conflict" if args.cue_conflict else None, args.cue_conflict,
                           photos=("astronaut", "coffee", "chelsea", "rocket")[: args.photos], seed=0)
     settings = {"size": args.size, "rule": config.rule.to_json(), "images": [im.name for im in images]}
-    rows, spent = [], 0.0
+    rows, others, spent = [], [], 0.0  # others: rows of backbones not checked now, kept in the checkpoint
     if args.resume and args.checkpoint.exists():
         saved = read_json_checkpoint(args.checkpoint, RULE_CHECKPOINT_FORMAT, required=("settings", "rows", "seconds"))
         check_same_settings(args.checkpoint, saved["settings"], settings)
-        rows, spent = [r for r in saved["rows"] if r["backbone"] in args.backbones], saved["seconds"]
+        for r in saved["rows"]:
+            (rows if r["backbone"] in args.backbones else others).append(r)
+        spent = saved["seconds"]
         print(f"resuming from {args.checkpoint}: {len(rows)} optimisations done", flush=True)
     done = {(r["backbone"], r["image"]) for r in rows}
     began = time.perf_counter() - spent
@@ -214,7 +216,7 @@ def rule_check(args) -> dict:
                                  "condition": task.condition, "k": k, **result.trackers[i].summary(),
                                  "at_stop": at_stop, "twice": longer})
                 atomic_write_json(args.checkpoint, {"format": RULE_CHECKPOINT_FORMAT, "settings": settings,
-                                                    "rows": rows, "seconds": time.perf_counter() - began})
+                                                    "rows": others + rows, "seconds": time.perf_counter() - began})
     seconds = time.perf_counter() - began
     checks, worst = [], {}
     print(f"\n{_cpu.describe()}; torch {torch.__version__}, {torch.get_num_threads()} thread(s); {seconds:.0f} s")
