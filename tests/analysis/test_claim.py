@@ -5,10 +5,11 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from topk_plugin.analysis import claim as claim_mod
-from topk_plugin.analysis.claim import ClaimConfig, ClaimImage, claim_images, run_claim
-from topk_plugin.analysis.claim_report import summarize, verdict_sentences
+from topk_plugin.analysis.claim import ANALYSES, ClaimConfig, ClaimImage, claim_images, example_path, run_claim
+from topk_plugin.analysis.claim_report import examples_figure, summarize, verdict_sentences
 from topk_plugin.cli.main import main
 from topk_plugin.stats import bootstrap, paired_difference
 
@@ -225,3 +226,27 @@ def test_cli_errors_name_the_fix(argv, message, tmp_path, capsys):
     code = main(["analyze-claim", "--backbone", "squeezenet1_1=random", "--out", str(tmp_path), *argv])
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("px", [64, 256])
+def test_the_examples_figure_keeps_its_title_clear_of_the_column_titles(tmp_path, px):
+    """At 256 px tight_layout pulled the column titles up under the figure's title (it ignores a suptitle)."""
+    import matplotlib.pyplot as plt  # here, after the library chose the Agg backend
+
+    picture = Image.fromarray(np.zeros((px, px, 3), np.uint8))
+    for image in ("a", "b"):
+        (tmp_path / "examples" / "net" / image).mkdir(parents=True)
+        picture.save(tmp_path / "examples" / "net" / image / "target.png")
+        for analysis, (free, *masked) in ANALYSES.items():
+            picture.save(example_path(tmp_path, "net", image, analysis, free, None))
+            for cond in masked:
+                picture.save(example_path(tmp_path, "net", image, analysis, cond, 0.1))
+    fig = examples_figure(tmp_path, ["net"], ["a", "b"], 0.1)
+    try:
+        renderer = fig.canvas.get_renderer()
+        title = fig._suptitle.get_window_extent(renderer)
+        column_titles = [ax.title.get_window_extent(renderer) for ax in fig.axes if ax.get_title()]
+        assert len(column_titles) == 7
+        assert all(t.y1 <= title.y0 for t in column_titles), (title, column_titles)
+    finally:
+        plt.close(fig)

@@ -200,6 +200,11 @@ _COLUMN_TITLES = {
 def plot_examples(out, backbones, images, k, path) -> Path:
     """The paper's Figs. 2-3 side by side: one row per (image, backbone); the target, the three
     reconstructions, the three syntheses, from the saved PNGs at their own size (1 px per px)."""
+    return _save(examples_figure(out, backbones, images, k), path, dpi=100)
+
+
+def examples_figure(out, backbones, images, k):
+    """The matplotlib figure :func:`plot_examples` saves."""
     import matplotlib  # at plot time: the library never picks a backend for its importer
 
     matplotlib.use("Agg")
@@ -235,8 +240,9 @@ def plot_examples(out, backbones, images, k, path) -> Path:
             if c == 0:
                 ax.set_ylabel(f"{im}\n{b}", fontsize=8)
     fig.suptitle(f"K = {k:g} of the positions for the Top-K conditions", fontsize=9)
-    fig.tight_layout(pad=0.3)
-    return _save(fig, path, dpi=dpi)
+    # tight_layout ignores the suptitle: keep a fixed 0.3 in strip for it, or big cells pull the titles under it
+    fig.tight_layout(pad=0.3, rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))
+    return fig
 
 
 def _save(fig, path, dpi: int = 110) -> Path:
