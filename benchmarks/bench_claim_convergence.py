@@ -172,6 +172,11 @@ def speed(args) -> dict:
 RULE_CHECKPOINT_FORMAT = "topk-plugin-rule-check-1"
 
 
+def _share(change: float, half_width: float) -> float:
+    """|change| as a fraction of an interval's half-width (the criterion: at most 0.25)."""
+    return abs(change) / half_width if half_width > 0 else (0.0 if change == 0 else math.inf)
+
+
 def rule_check(args) -> dict:
     """Each image's rows go to ``--checkpoint`` as soon as they exist; ``--resume`` skips the images it holds."""
     config = ClaimConfig(backbones=tuple((b, None) for b in args.backbones), size=args.size,
@@ -233,7 +238,7 @@ def rule_check(args) -> dict:
             iv = bootstrap(a, seed=0)
             half = (iv.hi - iv.lo) / 2
             change = float(b.mean() - a.mean())
-            ratio = abs(change) / half if half > 0 else (0.0 if change == 0 else math.inf)
+            ratio = _share(change, half)
             checks.append({"backbone": key[0], "analysis": key[1], "condition": key[2], "k": key[3], "score": s,
                            "at_stop": float(a.mean()), "twice": float(b.mean()), "change": change,
                            "half_width": half, "ratio": ratio})
@@ -267,7 +272,7 @@ def difference_check(rows: list[dict]) -> list[dict]:
             a, b = stop["difference"][s], twice["difference"][s]
             half = (a.hi - a.lo) / 2
             change = b.value - a.value
-            ratio = abs(change) / half if half > 0 else (0.0 if change == 0 else math.inf)
+            ratio = _share(change, half)
             out.append({"backbone": stop["backbone"], "analysis": stop["analysis"], "k": stop["k"], "score": s,
                         "difference_of": stop["difference_of"], "at_stop": a.value, "twice": b.value,
                         "change": change, "half_width": half, "ratio": ratio})

@@ -244,7 +244,7 @@ def test_the_examples_figure_keeps_its_title_clear_of_the_column_titles(tmp_path
     fig = examples_figure(tmp_path, ["net"], ["a", "b"], 0.1)
     try:
         renderer = fig.canvas.get_renderer()
-        title = fig._suptitle.get_window_extent(renderer)
+        title = next(t for t in fig.texts if t.get_text() == fig.get_suptitle()).get_window_extent(renderer)
         column_titles = [ax.title.get_window_extent(renderer) for ax in fig.axes if ax.get_title()]
         assert len(column_titles) == 7
         assert all(t.y1 <= title.y0 for t in column_titles), (title, column_titles)

@@ -200,7 +200,8 @@ _COLUMN_TITLES = {
 def plot_examples(out, backbones, images, k, path) -> Path:
     """The paper's Figs. 2-3 side by side: one row per (image, backbone); the target, the three
     reconstructions, the three syntheses, from the saved PNGs at their own size (1 px per px)."""
-    return _save(examples_figure(out, backbones, images, k), path, dpi=100)
+    fig = examples_figure(out, backbones, images, k)
+    return _save(fig, path, dpi=fig.dpi)
 
 
 def examples_figure(out, backbones, images, k):
