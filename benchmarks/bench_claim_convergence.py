@@ -2,7 +2,8 @@
 
     python benchmarks/bench_claim_convergence.py speed --shared ../shared [--images astronaut coffee] [--size 128]
     python benchmarks/bench_claim_convergence.py rule --shared ../shared [--photos 2] [--cue-conflict 2] \
-        [--backbones squeezenet1_1 tf_efficientnet_lite0] [--checkpoint rule.json --resume]
+        [--backbones squeezenet1_1 tf_efficientnet_lite0] [--checkpoint rule.json --resume] \
+        [--optimizer lbfgs --tol 2e-3 5e-4 --window 50 100]
 
 ``speed``: the 14 optimisations of an image (reconstruction and synthesis, K
 5/10/20%) on SqueezeNet 1.1, in one process, interleaved so the machine's load
@@ -27,6 +28,15 @@ over images at the rule's stop and after twice as long, the change, and the
 change as a fraction of the half-width of the 95% bootstrap interval at the
 stop; the rule is tight enough when no fraction exceeds 0.25. Hours of one core: each
 image's rows are checkpointed as it finishes, and ``--resume`` goes on from there.
+
+With ``--optimizer lbfgs`` several rules are checked in one run (every
+combination of the ``--tol``, ``--window`` and ``--max-evals`` given): each
+optimisation is one L-BFGS run, and every rule reads its stop and its twice as
+long off that run. This is exact because L-BFGS's path does not depend on the
+rule (the rule only says where to stop; a plateau changes nothing for L-BFGS),
+and the result at an evaluation is the best iterate so far, which no rule
+changes either. Adam's path does depend on its rule (its steps shrink at each
+plateau), so Adam checks one rule per run.
 """
 from __future__ import annotations
 
@@ -49,10 +59,10 @@ from topk_plugin.analysis.claim import (
 )
 from topk_plugin.analysis.claim_report import summarize
 from topk_plugin.analysis.common import prepare_image
-from topk_plugin.analysis.convergence import StopRule
+from topk_plugin.analysis.convergence import StopRule, Tracker
 from topk_plugin.analysis.features import frozen
 from topk_plugin.analysis.objectives import BatchObjective, Task
-from topk_plugin.analysis.optimize import DEFAULT_LR, minimize_batch, minimize_lbfgs
+from topk_plugin.analysis.optimize import DEFAULT_LR, OPTIMIZERS, minimize_batch, minimize_lbfgs
 from topk_plugin.analysis.scores import image_scores
 from topk_plugin.kernel import cpu as _cpu
 from topk_plugin.stats import bootstrap
@@ -82,9 +92,8 @@ def pick_images(args) -> list[ClaimImage]:
 
 
 def speed(args) -> dict:
-    config = ClaimConfig(backbones=(("squeezenet1_1", None),), size=args.size, tol=args.tol, window=args.window,
-                         max_evals=args.max_evals, plateaus=args.plateaus)
-    rule, lr = config.rule, DEFAULT_LR["adam"]
+    (rule,) = rules_of(args)
+    config, lr = ClaimConfig(backbones=(("squeezenet1_1", None),), size=args.size), DEFAULT_LR["adam"]
     net, extractor = backbone("squeezenet1_1", args.shared)
     images = pick_images(args)
     with frozen(net):
@@ -177,13 +186,94 @@ def _share(change: float, half_width: float) -> float:
     return abs(change) / half_width if half_width > 0 else (0.0 if change == 0 else math.inf)
 
 
+class _AllStopped(Exception):
+    """Every rule of an L-BFGS rule check has run twice as long: the run can end."""
+
+
+def lbfgs_under_rules(loss_fn, shape: tuple, rules: list[StopRule], *, lr: float, seed: int = 0) -> list[tuple]:
+    """One L-BFGS run (``optimize.minimize_lbfgs``) read by every rule: per rule, its tracker's summary, the
+    best image at its stop and the best image at twice its evaluations."""
+    trackers = [Tracker(rule, extend=2) for rule in rules]
+    at_stop, twice = [None] * len(rules), [None] * len(rules)
+    best = [math.inf, None]  # the lowest loss so far and its image: the same whatever the rule
+
+    def watched(image):
+        loss = loss_fn(image)
+        value = float(loss.detach())
+        if value < best[0]:
+            best[:] = value, image.detach().clone()
+        for i, tracker in enumerate(trackers):
+            if not tracker.done:
+                tracker.update(value)
+                if tracker.stopped_now:
+                    at_stop[i] = best[1]
+                if tracker.done:
+                    twice[i] = best[1]
+        if all(t.done for t in trackers):
+            raise _AllStopped
+        return loss
+
+    longest = 2 * max(rule.max_evals for rule in rules) + 1  # never reached: every tracker is done by then
+    try:
+        minimize_lbfgs(watched, shape, rule=StopRule(tol=0.0, window=longest, max_evals=longest, plateaus=1),
+                       lr=lr, seed=seed)
+    except _AllStopped:
+        pass
+    for i, tracker in enumerate(trackers):  # only when the loss became NaN, which ends the run early
+        if not tracker.done:
+            tracker.stop()
+            at_stop[i] = best[1] if at_stop[i] is None else at_stop[i]
+            twice[i] = best[1]
+    return [(t.summary(), at_stop[i], twice[i]) for i, t in enumerate(trackers)]
+
+
+def rules_of(args) -> list[StopRule]:
+    """Every combination of the ``--tol``, ``--window`` and ``--max-evals`` given; Adam takes one."""
+    rules = [StopRule(tol=t, window=w, max_evals=m, plateaus=args.plateaus)
+             for t in args.tol for w in args.window for m in args.max_evals]
+    if len(rules) > 1 and not (args.part == "rule" and args.optimizer == "lbfgs"):
+        raise SystemExit(f"{len(rules)} rules given (--tol, --window, --max-evals): only `rule --optimizer lbfgs` "
+                         "checks several in one run (Adam's path depends on its rule); give one value of each")
+    return rules
+
+
+def _optimise_image(config: ClaimConfig, rules, extractor, target, features, tasks) -> list[list[tuple]]:
+    """Per task, per rule: (tracker summary, best image at the rule's stop, best image at twice as long)."""
+    objective = BatchObjective(extractor, [features], [t for t, _ in tasks])
+    shape = tuple(target.shape)
+    if config.optimizer == "adam":
+        result = minimize_batch(objective, len(tasks), shape, rule=rules[0], lr=config.learning_rate,
+                                seed=config.seed, extend=2)
+        return [[(result.trackers[i].summary(), result.images[i : i + 1], result.extended[i : i + 1])]
+                for i in range(len(tasks))]
+    return [lbfgs_under_rules(lambda x, i=i: objective(x, [i])[0], shape, rules, lr=config.learning_rate,
+                              seed=config.seed) for i in range(len(tasks))]
+
+
+def score_results(results: list[list[tuple]], target, extractor, features) -> list[list[tuple]]:
+    """The images of ``_optimise_image``'s results replaced by their scores; an image that several rules
+    stopped at is scored once."""
+    scored = {}
+
+    def scores(image):
+        if id(image) not in scored:
+            with torch.no_grad():
+                scored[id(image)] = (image, image_scores(image, target, extractor(image), features))
+        return scored[id(image)][1]
+
+    return [[(summary, scores(a), scores(b)) for summary, a, b in per_rule] for per_rule in results]
+
+
 def rule_check(args) -> dict:
     """Each image's rows go to ``--checkpoint`` as soon as they exist; ``--resume`` skips the images it holds."""
-    config = ClaimConfig(backbones=tuple((b, None) for b in args.backbones), size=args.size,
-                         tol=args.tol, window=args.window, max_evals=args.max_evals, plateaus=args.plateaus)
+    rules = rules_of(args)
+    config = ClaimConfig(backbones=tuple((b, None) for b in args.backbones), size=args.size, optimizer=args.optimizer)
     images = claim_images(args.shared / "data" / "cue-conflict" if args.cue_conflict else None, args.cue_conflict,
                           photos=("astronaut", "coffee", "chelsea", "rocket")[: args.photos], seed=0)
-    settings = {"size": args.size, "rule": config.rule.to_json(), "images": [im.name for im in images]}
+    settings = {"size": args.size, "rule": rules[0].to_json(), "images": [im.name for im in images]}
+    if args.optimizer != "adam":  # Adam's settings stay as they were, so its earlier checkpoints resume
+        settings = {"size": args.size, "optimizer": args.optimizer, "rules": [r.to_json() for r in rules],
+                    "images": settings["images"]}
     rows, others, spent = [], [], 0.0  # others: rows of backbones not checked now, kept in the checkpoint
     if args.resume and args.checkpoint.exists():
         saved = read_json_checkpoint(args.checkpoint, RULE_CHECKPOINT_FORMAT, required=("settings", "rows", "seconds"))
@@ -191,7 +281,7 @@ def rule_check(args) -> dict:
         for r in saved["rows"]:
             (rows if r["backbone"] in args.backbones else others).append(r)
         spent = saved["seconds"]
-        print(f"resuming from {args.checkpoint}: {len(rows)} optimisations done", flush=True)
+        print(f"resuming from {args.checkpoint}: {len(rows)} rows done", flush=True)
     done = {(r["backbone"], r["image"]) for r in rows}
     began = time.perf_counter() - spent
     for name, _ in config.backbones:
@@ -206,27 +296,38 @@ def rule_check(args) -> dict:
                 with torch.no_grad():
                     features = extractor(target)
                 tasks = tasks_of(config)
-                objective = BatchObjective(extractor, [features], [t for t, _ in tasks])
                 t0 = time.perf_counter()
-                result = minimize_batch(objective, len(tasks), tuple(target.shape), rule=config.rule,
-                                        lr=config.learning_rate, extend=2)
+                results = _optimise_image(config, rules, extractor, target, features, tasks)
                 print(f"{name} {im.name}: {time.perf_counter() - t0:.0f} s", flush=True)
-                for i, (task, k) in enumerate(tasks):
-                    with torch.no_grad():
-                        at_stop = image_scores(result.images[i : i + 1], target, extractor(result.images[i : i + 1]),
-                                               features)
-                        longer = image_scores(result.extended[i : i + 1], target,
-                                              extractor(result.extended[i : i + 1]), features)
-                    rows.append({"backbone": name, "image": im.name, "analysis": task.analysis,
-                                 "condition": task.condition, "k": k, **result.trackers[i].summary(),
-                                 "at_stop": at_stop, "twice": longer})
+                for (task, k), per_rule in zip(tasks, score_results(results, target, extractor, features), strict=True):
+                    for j, (summary, at_stop, longer) in enumerate(per_rule):
+                        rows.append({"backbone": name, "image": im.name, "analysis": task.analysis,
+                                     "condition": task.condition, "k": k, **summary,
+                                     **({"rule": j} if len(rules) > 1 else {}), "at_stop": at_stop, "twice": longer})
                 atomic_write_json(args.checkpoint, {"format": RULE_CHECKPOINT_FORMAT, "settings": settings,
                                                     "rows": others + rows, "seconds": time.perf_counter() - began})
     seconds = time.perf_counter() - began
-    checks, worst = [], {}
     print(f"\n{_cpu.describe()}; torch {torch.__version__}, {torch.get_num_threads()} thread(s); {seconds:.0f} s")
-    print(f"{len(images)} images ({', '.join(im.name for im in images)}), {args.size} px, rule {config.rule}; "
-          "each optimisation run on to twice the evaluations the rule used\n")
+    print(f"{len(images)} images ({', '.join(im.name for im in images)}), {args.size} px, {args.optimizer}; "
+          "each optimisation run on to twice the evaluations the rule used")
+    reports = [rule_report(rule, [r for r in rows if r.get("rule", 0) == j]) for j, rule in enumerate(rules)]
+    if len(rules) > 1:
+        print(f"\n{'rule':<58} {'means > 0.25':>12} {'worst':>6} {'differences > 0.25':>18} {'worst':>6} "
+              f"{'verdicts changed':>16} {'median evals':>12} {'at cap':>7}")
+        for report in reports:
+            print(f"{str(StopRule(**report['rule'])):<58} {report['means_over']:>5} of {len(report['checks']):<4} "
+                  f"{max(report['worst_ratio'].values()):>6.2f} {report['differences_over']:>11} of "
+                  f"{len(report['differences']):<4} {report['worst_difference']:>6.2f} "
+                  f"{report['verdicts_changed']:>16} {report['evals_median']:>12.0f} {report['at_cap']:>7}")
+    return {"cpu": _cpu.describe(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "seconds": seconds, "size": args.size, "optimizer": args.optimizer,
+            "images": [im.name for im in images], "rules": reports, "rows": rows}
+
+
+def rule_report(rule: StopRule, rows: list[dict]) -> dict:
+    """One rule's check: every condition mean at the stop and twice as long, then the paired differences."""
+    checks, worst = [], {}
+    print(f"\nrule {rule}")
     print(f"{'backbone':<22} {'analysis':<18} {'condition':<13} {'K':>5} {'score':<25} {'at stop':>8} {'x2':>8} "
           f"{'change':>8} {'half-width':>10} {'|change|/hw':>11}")
     keys = list(dict.fromkeys((r["backbone"], r["analysis"], r["condition"], r["k"]) for r in rows))
@@ -249,12 +350,16 @@ def rule_check(args) -> dict:
     print("\nlargest |change| / half-width per score: " + ", ".join(f"{s} {v:.2f}" for s, v in worst.items()))
     differences = difference_check(rows)
     evals = [r["evals"] for r in rows]
+    at_cap = sum(not r["converged"] for r in rows)
     print(f"rule's evaluations per optimisation: median {np.median(evals):.0f}, range {min(evals)}-{max(evals)}; "
-          f"{sum(not r['converged'] for r in rows)} of {len(rows)} stopped at the cap")
-    return {"cpu": _cpu.describe(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "seconds": seconds, "size": args.size, "rule": config.rule.to_json(),
-            "images": [im.name for im in images], "worst_ratio": worst, "checks": checks,
-            "differences": differences, "rows": rows}
+          f"{at_cap} of {len(rows)} stopped at the cap")
+    return {"rule": rule.to_json(), "worst_ratio": worst, "checks": checks, "differences": differences,
+            "means_over": sum(c["ratio"] > 0.25 for c in checks),
+            "differences_over": sum(d["ratio"] > 0.25 for d in differences),
+            "worst_difference": max(d["ratio"] for d in differences),
+            "verdicts_changed": sum(d["verdict"]["at_stop"] != d["verdict"]["twice"] for d in differences
+                                    if "verdict" in d),
+            "evals_median": float(np.median(evals)), "at_cap": at_cap}
 
 
 def difference_check(rows: list[dict]) -> list[dict]:
@@ -300,10 +405,12 @@ def main() -> None:
     parser.add_argument("--evals", type=int, default=60, help="speed: evaluations per way in the cost table")
     parser.add_argument("--rounds", type=int, default=3, help="speed: rounds of the cost table")
     rule = StopRule()
-    parser.add_argument("--tol", type=float, default=rule.tol)
-    parser.add_argument("--window", type=int, default=rule.window)
-    parser.add_argument("--max-evals", type=int, default=rule.max_evals)
+    several = " (several: rule --optimizer lbfgs checks every combination)"
+    parser.add_argument("--tol", type=float, nargs="+", default=[rule.tol], help="the rule's tolerance" + several)
+    parser.add_argument("--window", type=int, nargs="+", default=[rule.window], help="its window" + several)
+    parser.add_argument("--max-evals", type=int, nargs="+", default=[rule.max_evals], help="its cap" + several)
     parser.add_argument("--plateaus", type=int, default=rule.plateaus)
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="rule: the optimiser to check")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--backbones", nargs="+", default=["squeezenet1_1", "tf_efficientnet_lite0"],
