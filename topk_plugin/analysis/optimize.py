@@ -15,7 +15,11 @@ Two optimisers:
   through the backbone, which is what makes it cheaper.
 * ``lbfgs`` (:func:`minimize_lbfgs`): torch's L-BFGS with a strong-Wolfe line
   search, one image at a time (its line search and curvature pairs would be
-  shared across a batch, so a batched L-BFGS is a different optimiser).
+  shared across a batch, so a batched L-BFGS is a different optimiser). On
+  the texture syntheses with a Top-K mask it stalls: the mask is recomputed
+  from the image, the loss is only piecewise smooth, and after a few hundred
+  evaluations the line search finds no step, at 1.2-4.9x Adam's loss; the
+  stop rule then reads the stall as convergence (BENCHMARKS.md).
 
 Both count loss evaluations (forward + backward passes) for the rule and
 return the best iterate: the image with the lowest loss seen.

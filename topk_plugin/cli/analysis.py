@@ -46,7 +46,8 @@ def _optimisation(p: argparse.ArgumentParser) -> None:
                    help="layers by module name (default: relu1_1, pool1..pool4 for VGG; one per resolution otherwise)")
     add_stop_rule_options(p, StopRule())
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
-                   help="adam (default: all conditions optimised as one batch) or lbfgs (one condition at a time)")
+                   help="adam (default: all conditions optimised as one batch) or lbfgs (one condition at a time; its line "
+                        "search stalls on the Top-K-masked texture syntheses)")
     p.add_argument("--lr", type=float, default=None,
                    help="learning rate (default: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")")
     p.add_argument("--size", type=int, default=256, metavar="PX", help="square image side (default: 256)")

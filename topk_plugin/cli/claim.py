@@ -48,7 +48,7 @@ def add_parser(sub) -> None:
     add_stop_rule_options(p, StopRule())
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
                    help="adam (default: the conditions of --images-per-batch images as one batch) or lbfgs "
-                        "(one optimisation at a time)")
+                        "(one optimisation at a time; its line search stalls on the Top-K-masked texture syntheses)")
     p.add_argument("--lr", type=float, default=None,
                    help="learning rate (default: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")")
     p.add_argument("--images-per-batch", type=positive_int, default=1, metavar="N",
