@@ -104,7 +104,7 @@ def _image(seed):
 def tiny_run():
     images = [ClaimImage("a", "photo", _image(0)), ClaimImage("b", "photo", _image(1))]
     config = ClaimConfig(backbones=(("squeezenet1_1", "random"),), ks=(0.1, 0.2), size=48, tol=0.1, window=3,
-                         max_evals=15)
+                         max_evals=15, plateaus=2)
     return images, config
 
 
@@ -153,7 +153,7 @@ def test_an_interrupted_run_resumes_to_the_same_rows(tiny_run, tmp_path, monkeyp
     resumed = run_claim(images, config, tmp_path / "cut", resume=True, progress=False)
     assert calls == [1]  # only image "b" ran again
     assert _without_time(resumed) == _without_time(full)
-    other = ClaimConfig(backbones=config.backbones, ks=(0.1,), size=48, tol=0.1, window=3, max_evals=15)
+    other = ClaimConfig(backbones=config.backbones, ks=(0.1,), size=48, tol=0.1, window=3, max_evals=15, plateaus=2)
     with pytest.raises(ValueError, match=r"other settings \(ks\)"):
         run_claim(images, other, tmp_path / "cut", resume=True, progress=False)
 

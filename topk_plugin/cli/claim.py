@@ -16,7 +16,7 @@ from .argtypes import check_fractions, positive_int
 
 HELP = ("measure the paper's claim (Figs. 2-3) on many images: reconstruction and texture synthesis from "
         "all / Top-K / non-Top-K responses, scores with bootstrap intervals and a verdict per backbone and K")
-EPILOG = """example (the run on the docs' Benchmarks page: 18.8 min on 2 CPU cores; --resume continues an interrupted run):
+EPILOG = """example (the run on the docs' Benchmarks page: hours of one CPU core; --resume continues an interrupted run):
   topk-plugin analyze-claim --cue-conflict cue-conflict/ \\
       --backbone squeezenet1_1=squeezenet1_1.pth \\
       --backbone tf_efficientnet_lite0=offline --out claim/"""
