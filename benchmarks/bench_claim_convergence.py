@@ -252,14 +252,14 @@ def _optimise_image(config: ClaimConfig, rules, extractor, target, features, tas
 
 def score_results(results: list[list[tuple]], target, extractor, features) -> list[list[tuple]]:
     """The images of ``_optimise_image``'s results replaced by their scores; an image that several rules
-    stopped at is scored once."""
+    stopped at is scored once (keyed by identity: ``results`` keeps every image alive meanwhile)."""
     scored = {}
 
     def scores(image):
         if id(image) not in scored:
             with torch.no_grad():
-                scored[id(image)] = (image, image_scores(image, target, extractor(image), features))
-        return scored[id(image)][1]
+                scored[id(image)] = image_scores(image, target, extractor(image), features)
+        return scored[id(image)]
 
     return [[(summary, scores(a), scores(b)) for summary, a, b in per_rule] for per_rule in results]
 
@@ -270,10 +270,12 @@ def rule_check(args) -> dict:
     config = ClaimConfig(backbones=tuple((b, None) for b in args.backbones), size=args.size, optimizer=args.optimizer)
     images = claim_images(args.shared / "data" / "cue-conflict" if args.cue_conflict else None, args.cue_conflict,
                           photos=("astronaut", "coffee", "chelsea", "rocket")[: args.photos], seed=0)
-    settings = {"size": args.size, "rule": rules[0].to_json(), "images": [im.name for im in images]}
-    if args.optimizer != "adam":  # Adam's settings stay as they were, so its earlier checkpoints resume
+    names = [im.name for im in images]
+    if args.optimizer == "adam":  # Adam's settings as they were, so its earlier checkpoints resume
+        settings = {"size": args.size, "rule": rules[0].to_json(), "images": names}
+    else:
         settings = {"size": args.size, "optimizer": args.optimizer, "rules": [r.to_json() for r in rules],
-                    "images": settings["images"]}
+                    "images": names}
     rows, others, spent = [], [], 0.0  # others: rows of backbones not checked now, kept in the checkpoint
     if args.resume and args.checkpoint.exists():
         saved = read_json_checkpoint(args.checkpoint, RULE_CHECKPOINT_FORMAT, required=("settings", "rows", "seconds"))
@@ -321,7 +323,7 @@ def rule_check(args) -> dict:
                   f"{report['verdicts_changed']:>16} {report['evals_median']:>12.0f} {report['at_cap']:>7}")
     return {"cpu": _cpu.describe(), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "seconds": seconds, "size": args.size, "optimizer": args.optimizer,
-            "images": [im.name for im in images], "rules": reports, "rows": rows}
+            "images": names, "rules": reports, "rows": rows}
 
 
 def rule_report(rule: StopRule, rows: list[dict]) -> dict:
