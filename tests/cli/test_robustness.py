@@ -9,6 +9,7 @@ traceback) and that ``--out`` holds nothing new.
 """
 from __future__ import annotations
 
+import argparse
 import errno
 import json
 import os
@@ -569,3 +570,17 @@ def test_a_bug_is_one_line_with_its_traceback_in_a_file(cue, weights, tmp_path, 
     saved = Path(line.split("traceback in ")[1].split(";")[0])
     assert "def bug" in saved.read_text() or "in bug" in saved.read_text()
     saved.unlink()
+
+
+@pytest.mark.parametrize(("cpus", "expected"), [({0}, 1), ({0, 1, 2, 3}, 2)])
+def test_default_workers_fit_the_cpus_available(monkeypatch, cpus, expected):
+    # In a 1-CPU container two workers make torch's DataLoader warn on every run.
+    from topk_plugin.cli.main import build_parser
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: cpus, raising=False)
+    parser = build_parser()
+    for command in (["shape-bias"], ["search-placement"], ["train"], ["fastgan", "train"]):
+        sub = parser
+        for name in command:
+            sub = next(a for a in sub._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+        assert sub.get_default("workers") == expected, command

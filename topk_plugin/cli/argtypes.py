@@ -3,10 +3,21 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 
 from ..distributed import local_device
 
-__all__ = ["positive_int", "bounded_float", "check_fractions", "add_evaluation_options", "pick_device"]
+__all__ = ["default_workers", "positive_int", "bounded_float", "check_fractions", "add_evaluation_options", "pick_device"]
+
+
+def default_workers() -> int:
+    """``--workers`` default: 2 decoding processes, but no more than the CPUs this process may
+    use (in a 1-CPU container torch's DataLoader would otherwise warn on every run)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cpus = os.cpu_count() or 1
+    return min(2, cpus)
 
 
 def positive_int(text: str) -> int:
@@ -45,7 +56,8 @@ def add_evaluation_options(parser: argparse.ArgumentParser, out_default: str) ->
     evaluating commands share."""
     parser.add_argument("--out", metavar="DIR", default=out_default, help=f"output folder (default: {out_default})")
     parser.add_argument("--batch-size", type=positive_int, default=32)
-    parser.add_argument("--workers", type=int, default=2, help="image decoding processes (per process under torchrun)")
+    parser.add_argument("--workers", type=int, default=default_workers(),
+                        help="image decoding processes per process (default: 2, at most the CPUs available)")
     parser.add_argument("--device", default=None,
                         help="cpu, cuda, ... (default: cuda if available; under torchrun cuda:LOCAL_RANK)")
     parser.add_argument("--limit-per-class", type=positive_int, metavar="N",

@@ -14,7 +14,7 @@ import torch
 from torchvision.utils import save_image
 
 from .._io import json_safe
-from .argtypes import bounded_float, positive_int
+from .argtypes import bounded_float, default_workers, positive_int
 from .integration import load_integration
 
 HELP = "train FastGAN with Top-K on a generator block, or sample from a checkpoint (paper 4.4)"
@@ -49,7 +49,8 @@ def add_parser(sub) -> None:
     t.add_argument("--ndf", type=positive_int, default=64, help="discriminator width (upstream: 64)")
     t.add_argument("--save-every", type=positive_int, default=5000, metavar="N", help="checkpoint interval")
     t.add_argument("--sample-every", type=positive_int, default=1000, metavar="N", help="sample-grid interval")
-    t.add_argument("--workers", type=int, default=2, help="image decoding processes (0: in the main process)")
+    t.add_argument("--workers", type=int, default=default_workers(),
+                   help="image decoding processes (0: in the main process; default: 2, at most the CPUs available)")
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--json", action="store_true", help="print one JSON object with the run summary")

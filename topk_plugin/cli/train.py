@@ -11,7 +11,7 @@ import os
 import sys
 
 from .._io import json_safe
-from .argtypes import bounded_float, positive_int
+from .argtypes import bounded_float, default_workers, positive_int
 from .integration import load_integration
 
 HELP = "train a classifier with Top-K from scratch on an ImageFolder (paper 4.3); resumable, multi-process"
@@ -42,7 +42,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default="train-run", metavar="DIR", help="run folder (default: train-run)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoint.pt")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=2, help="image decoding processes per training process (0: none)")
+    p.add_argument("--workers", type=int, default=default_workers(),
+                   help="image decoding processes per training process (0: none; default: 2, at most the CPUs available)")
     p.add_argument("--eval-every", type=positive_int, default=1, metavar="N", help="val accuracy every N epochs (default: 1)")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA (never used on the CPU)")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda:LOCAL_RANK if available)")
